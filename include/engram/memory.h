@@ -1,0 +1,89 @@
+// Memory: the episode lifecycle of DESIGN §3 over any StorageBackend.
+//
+//   Memory memory(*store, SystemClock(), &bus);
+//   ENGRAM_ASSIGN_OR_RETURN(std::string id, memory.CreateEpisode({.task_description = "Fix flaky test"}));
+//   ENGRAM_RETURN_IF_ERROR(memory.AddStep(id, {.tool = "bash", .action = "run tests"}).status());
+//   ENGRAM_ASSIGN_OR_RETURN(Episode done, memory.CompleteEpisode(id, Outcome{}));
+//   // done.reward, done.reflection are set and stored.
+//
+// Every input is validated before anything is written; a call that fails writes nothing.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engram/clock.h"
+#include "engram/result.h"
+#include "engram/storage.h"
+#include "engram/types.h"
+
+namespace engram {
+
+class EventBus;
+
+struct NewEpisode {
+  std::string task_description;  // required, 1..10,000 characters
+  TaskType task_type = TaskType::kOther;
+  TaskContext context;
+  std::vector<std::string> tags;
+  std::string metadata_json = "{}";  // a JSON object
+};
+
+struct NewStep {
+  std::string tool;    // required
+  std::string action;  // required
+  std::string parameters_json = "{}";  // a JSON object
+  std::optional<StepResult> result;    // none: the step counts as failed
+  std::optional<int64_t> latency_ms;
+  std::optional<int64_t> tokens_used;
+  int step_number = 0;  // 0: the next number
+};
+
+// Thread-safe (the backend is; Memory keeps no mutable state of its own).
+class Memory {
+ public:
+  // `storage` and `clock` must outlive *this. `events` may be null (no events published).
+  Memory(StorageBackend& storage, Clock& clock, EventBus* events);
+  Memory(const Memory&) = delete;
+  Memory& operator=(const Memory&) = delete;
+
+  // Starts an episode and returns its id (a UUIDv7).
+  // Errors: kInvalidArgument naming the bad field; storage errors unchanged.
+  Result<std::string> CreateEpisode(NewEpisode episode);
+
+  // Appends a step and returns its number.
+  // Errors: kInvalidArgument (bad field or id); kNotFound; kFailedPrecondition (the
+  // episode is completed); kAlreadyExists (number taken); kResourceExhausted (a limit).
+  Result<int> AddStep(std::string_view episode_id, NewStep step);
+
+  // Ends the episode: sets its end time and outcome, computes reward and reflection,
+  // stores all of it in one transaction, then publishes Completed and
+  // ReflectionGenerated. Returns the completed episode with its steps.
+  // Errors: kInvalidArgument (bad outcome); kNotFound; kFailedPrecondition (already
+  // completed); storage errors unchanged (and then nothing is marked completed).
+  Result<Episode> CompleteEpisode(std::string_view episode_id, Outcome outcome);
+
+  // Errors: kInvalidArgument (not an episode id); kNotFound.
+  Result<Episode> GetEpisode(std::string_view episode_id);
+  Result<std::unique_ptr<EpisodeStream>> ListEpisodes(const EpisodeFilter& filter);
+  // Returns false when there was no such episode.
+  Result<bool> DeleteEpisode(std::string_view episode_id);
+
+  StorageBackend& storage() { return storage_; }
+
+ private:
+  void Publish(auto event);
+
+  StorageBackend& storage_;
+  Clock& clock_;
+  EventBus* const events_;  // may be null
+};
+
+// Validation shared by every way in (CLI, MCP tools): kInvalidArgument naming the field.
+Status ValidateEpisodeId(std::string_view episode_id);
+Status ValidateOutcome(const Outcome& outcome);
+
+}  // namespace engram

@@ -1,0 +1,655 @@
+#include "storage/sqlite/sqlite_backend.h"
+
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "model/episode_json.h"
+
+namespace engram::sqlite {
+
+using nlohmann::json;
+
+namespace {
+
+// Schema v1. Steps are rows of their own so appending one never rewrites the episode;
+// nested values that are only read whole (context, outcome, reward, reflection) are
+// JSON text; fields that filters use are columns.
+constexpr const char* kSchemaV1 = R"sql(
+CREATE TABLE episodes (
+  episode_id       TEXT PRIMARY KEY,
+  task_description TEXT NOT NULL,
+  task_type        TEXT NOT NULL,
+  domain           TEXT NOT NULL,
+  context_json     TEXT NOT NULL,
+  start_time       INTEGER NOT NULL,
+  end_time         INTEGER,
+  outcome_kind     TEXT,
+  outcome_json     TEXT,
+  reward_total     REAL,
+  reward_json      TEXT,
+  reflection_json  TEXT,
+  pattern_ids_json TEXT NOT NULL DEFAULT '[]',
+  tags_json        TEXT NOT NULL DEFAULT '[]',
+  metadata_json    TEXT NOT NULL DEFAULT '{}',
+  step_count       INTEGER NOT NULL DEFAULT 0,
+  byte_size        INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX episodes_by_domain ON episodes(domain, episode_id);
+CREATE TABLE steps (
+  episode_id      TEXT NOT NULL,
+  step_number     INTEGER NOT NULL,
+  timestamp       INTEGER NOT NULL,
+  tool            TEXT NOT NULL,
+  action          TEXT NOT NULL,
+  parameters_json TEXT NOT NULL,
+  result_status   TEXT,
+  result_output   TEXT,
+  result_message  TEXT,
+  latency_ms      INTEGER,
+  tokens_used     INTEGER,
+  PRIMARY KEY (episode_id, step_number)
+) WITHOUT ROWID;
+)sql";
+
+constexpr const char* kInsertEpisodeSql =
+    "INSERT INTO episodes (episode_id, task_description, task_type, domain, context_json, start_time, "
+    "end_time, outcome_kind, outcome_json, reward_total, reward_json, reflection_json, pattern_ids_json, "
+    "tags_json, metadata_json, step_count, byte_size) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+constexpr const char* kReplaceEpisodeSql =
+    "INSERT OR REPLACE INTO episodes (episode_id, task_description, task_type, domain, context_json, "
+    "start_time, end_time, outcome_kind, outcome_json, reward_total, reward_json, reflection_json, "
+    "pattern_ids_json, tags_json, metadata_json, step_count, byte_size) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+constexpr const char* kInsertStepSql =
+    "INSERT INTO steps (episode_id, step_number, timestamp, tool, action, parameters_json, result_status, "
+    "result_output, result_message, latency_ms, tokens_used) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+constexpr const char* kSelectEpisodeSql =
+    "SELECT episode_id, task_description, task_type, context_json, start_time, end_time, outcome_json, "
+    "reward_json, reflection_json, pattern_ids_json, tags_json, metadata_json "
+    "FROM episodes WHERE episode_id = ?1";
+constexpr const char* kSelectStepsSql =
+    "SELECT step_number, timestamp, tool, action, parameters_json, result_status, result_output, "
+    "result_message, latency_ms, tokens_used FROM steps WHERE episode_id = ?1 ORDER BY step_number";
+constexpr const char* kListEpisodesSql =
+    "SELECT episode_id, task_description, task_type, context_json, start_time, end_time, outcome_json, "
+    "reward_json, reflection_json, pattern_ids_json, tags_json, metadata_json FROM episodes "
+    "WHERE (?1 IS NULL OR domain = ?1) AND (?2 IS NULL OR task_type = ?2) "
+    "AND (?3 IS NULL OR (outcome_kind IS NOT NULL) = ?3) AND (?4 IS NULL OR episode_id < ?4) "
+    "ORDER BY episode_id DESC LIMIT ?5";
+constexpr const char* kEpisodeStateSql =
+    "SELECT outcome_kind IS NOT NULL, step_count, byte_size, "
+    "(SELECT COALESCE(MAX(step_number), 0) FROM steps WHERE episode_id = ?1) "
+    "FROM episodes WHERE episode_id = ?1";
+constexpr const char* kBumpStepsSql =
+    "UPDATE episodes SET step_count = step_count + 1, byte_size = byte_size + ?2 WHERE episode_id = ?1";
+constexpr const char* kCompleteSql =
+    "UPDATE episodes SET end_time = ?2, outcome_kind = ?3, outcome_json = ?4, reward_total = ?5, "
+    "reward_json = ?6, reflection_json = ?7, pattern_ids_json = ?8, tags_json = ?9, metadata_json = ?10 "
+    "WHERE episode_id = ?1";
+constexpr const char* kDeleteStepsSql = "DELETE FROM steps WHERE episode_id = ?1";
+constexpr const char* kDeleteEpisodeSql = "DELETE FROM episodes WHERE episode_id = ?1";
+constexpr const char* kStatsSql =
+    "SELECT (SELECT COUNT(*) FROM episodes), (SELECT COUNT(*) FROM episodes WHERE outcome_kind IS NOT NULL), "
+    "(SELECT COUNT(*) FROM steps)";
+
+int64_t Millis(Timestamp t) { return t.time_since_epoch().count(); }
+Timestamp FromMillis(int64_t ms) { return Timestamp(std::chrono::milliseconds(ms)); }
+
+std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+Status CheckEpisodeLimits(const Episode& e) {
+  if (e.steps.size() > kMaxStepsPerEpisode) {
+    return ResourceExhaustedError("episode " + e.episode_id + " has " + std::to_string(e.steps.size()) +
+                                  " steps; the limit is 1000 steps per episode");
+  }
+  if (e.ByteSize() > kMaxEpisodeBytes) {
+    return ResourceExhaustedError("episode " + e.episode_id + " is " + std::to_string(e.ByteSize()) +
+                                  " bytes; the limit is 10 MiB per episode");
+  }
+  return OkStatus();
+}
+
+Status InsertStep(Connection& conn, std::string_view episode_id, const Step& s) {
+  ENGRAM_ASSIGN_OR_RETURN(Statement stmt, conn.Prepare(kInsertStepSql));
+  stmt.BindText(1, episode_id);
+  stmt.BindInt(2, s.step_number);
+  stmt.BindInt(3, Millis(s.timestamp));
+  stmt.BindText(4, s.tool);
+  stmt.BindText(5, s.action);
+  stmt.BindText(6, s.parameters_json);
+  if (s.result) {
+    stmt.BindText(7, StepStatusName(s.result->status));
+    stmt.BindOptText(8, s.result->output);
+    stmt.BindOptText(9, s.result->message);
+  } else {
+    stmt.BindNull(7);
+    stmt.BindNull(8);
+    stmt.BindNull(9);
+  }
+  stmt.BindOptInt(10, s.latency_ms);
+  stmt.BindOptInt(11, s.tokens_used);
+  Status st = stmt.Run();
+  if (st.code() == StatusCode::kAlreadyExists) {
+    return AlreadyExistsError("step " + std::to_string(s.step_number) + " already exists in episode " +
+                              std::string(episode_id));
+  }
+  return st;
+}
+
+Status InsertEpisode(Connection& conn, const Episode& e, bool replace) {
+  ENGRAM_ASSIGN_OR_RETURN(Statement stmt, conn.Prepare(replace ? kReplaceEpisodeSql : kInsertEpisodeSql));
+  stmt.BindText(1, e.episode_id);
+  stmt.BindText(2, e.task_description);
+  stmt.BindText(3, TaskTypeName(e.task_type));
+  stmt.BindText(4, e.context.domain);
+  stmt.BindText(5, Dump(TaskContextToJson(e.context)));
+  stmt.BindInt(6, Millis(e.start_time));
+  stmt.BindOptInt(7, e.end_time ? std::optional<int64_t>(Millis(*e.end_time)) : std::nullopt);
+  if (e.outcome) {
+    stmt.BindText(8, OutcomeKindName(e.outcome->kind));
+    stmt.BindText(9, Dump(OutcomeToJson(*e.outcome)));
+  } else {
+    stmt.BindNull(8);
+    stmt.BindNull(9);
+  }
+  if (e.reward) {
+    stmt.BindDouble(10, e.reward->total);
+    stmt.BindText(11, Dump(RewardToJson(*e.reward)));
+  } else {
+    stmt.BindNull(10);
+    stmt.BindNull(11);
+  }
+  stmt.BindOptText(12, e.reflection ? std::optional<std::string>(Dump(ReflectionToJson(*e.reflection)))
+                                    : std::nullopt);
+  stmt.BindText(13, Dump(json(e.pattern_ids)));
+  stmt.BindText(14, Dump(json(e.tags)));
+  stmt.BindText(15, e.metadata_json);
+  stmt.BindInt(16, static_cast<int64_t>(e.steps.size()));
+  stmt.BindInt(17, static_cast<int64_t>(e.ByteSize()));
+  Status st = stmt.Run();
+  if (st.code() == StatusCode::kAlreadyExists) return AlreadyExistsError("episode " + e.episode_id + " already exists");
+  ENGRAM_RETURN_IF_ERROR(st);
+  for (const Step& s : e.steps) ENGRAM_RETURN_IF_ERROR(InsertStep(conn, e.episode_id, s));
+  return OkStatus();
+}
+
+// Parses a JSON column written by this backend; failure means the file was damaged.
+Result<json> ParseColumn(const std::string& text, const std::string& episode_id, const char* column) {
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded()) {
+    return DataLossError("episode " + episode_id + ": stored " + column + " is not valid JSON");
+  }
+  return j;
+}
+
+template <typename T, typename Decode>
+Status DecodeColumn(const std::optional<std::string>& text, const std::string& id, const char* column,
+                    Decode decode, std::optional<T>* out) {
+  if (!text) return OkStatus();
+  ENGRAM_ASSIGN_OR_RETURN(json j, ParseColumn(*text, id, column));
+  Result<T> v = decode(j, column);
+  if (!v.ok()) return DataLossError("episode " + id + ": " + std::string(v.status().message()));
+  *out = *std::move(v);
+  return OkStatus();
+}
+
+Result<std::vector<std::string>> DecodeStringList(const std::string& text, const std::string& id,
+                                                  const char* column) {
+  ENGRAM_ASSIGN_OR_RETURN(json j, ParseColumn(text, id, column));
+  if (!j.is_array()) return DataLossError("episode " + id + ": stored " + column + " is not a list");
+  std::vector<std::string> out;
+  for (const json& item : j) {
+    if (!item.is_string()) return DataLossError("episode " + id + ": stored " + column + " is not a list of strings");
+    out.push_back(item.get<std::string>());
+  }
+  return out;
+}
+
+// Reads an episode row selected with the columns of kSelectEpisodeSql.
+Result<Episode> ReadEpisodeRow(const Statement& stmt) {
+  Episode e;
+  e.episode_id = stmt.ColumnText(0);
+  e.task_description = stmt.ColumnText(1);
+  Result<TaskType> type = ParseTaskType(stmt.ColumnText(2));
+  if (!type.ok()) return DataLossError("episode " + e.episode_id + ": bad task_type");
+  e.task_type = *type;
+  std::optional<TaskContext> context;
+  ENGRAM_RETURN_IF_ERROR(DecodeColumn<TaskContext>(stmt.ColumnOptText(3), e.episode_id, "context",
+                                                   TaskContextFromJson, &context));
+  if (context) e.context = *std::move(context);
+  e.start_time = FromMillis(stmt.ColumnInt(4));
+  if (!stmt.IsNull(5)) e.end_time = FromMillis(stmt.ColumnInt(5));
+  ENGRAM_RETURN_IF_ERROR(
+      DecodeColumn<Outcome>(stmt.ColumnOptText(6), e.episode_id, "outcome", OutcomeFromJson, &e.outcome));
+  ENGRAM_RETURN_IF_ERROR(
+      DecodeColumn<Reward>(stmt.ColumnOptText(7), e.episode_id, "reward", RewardFromJson, &e.reward));
+  ENGRAM_RETURN_IF_ERROR(DecodeColumn<Reflection>(stmt.ColumnOptText(8), e.episode_id, "reflection",
+                                                  ReflectionFromJson, &e.reflection));
+  ENGRAM_ASSIGN_OR_RETURN(e.pattern_ids, DecodeStringList(stmt.ColumnText(9), e.episode_id, "pattern_ids"));
+  ENGRAM_ASSIGN_OR_RETURN(e.tags, DecodeStringList(stmt.ColumnText(10), e.episode_id, "tags"));
+  e.metadata_json = stmt.ColumnText(11);
+  return e;
+}
+
+Status ReadSteps(Connection& conn, Episode& e) {
+  ENGRAM_ASSIGN_OR_RETURN(Statement stmt, conn.Prepare(kSelectStepsSql));
+  stmt.BindText(1, e.episode_id);
+  for (;;) {
+    ENGRAM_ASSIGN_OR_RETURN(bool row, stmt.Step());
+    if (!row) break;
+    Step s;
+    s.step_number = static_cast<int>(stmt.ColumnInt(0));
+    s.timestamp = FromMillis(stmt.ColumnInt(1));
+    s.tool = stmt.ColumnText(2);
+    s.action = stmt.ColumnText(3);
+    s.parameters_json = stmt.ColumnText(4);
+    if (!stmt.IsNull(5)) {
+      Result<StepStatus> status = ParseStepStatus(stmt.ColumnText(5));
+      if (!status.ok()) return DataLossError("episode " + e.episode_id + ": bad step status");
+      s.result = StepResult{*status, stmt.ColumnOptText(6), stmt.ColumnOptText(7)};
+    }
+    s.latency_ms = stmt.ColumnOptInt(8);
+    s.tokens_used = stmt.ColumnOptInt(9);
+    e.steps.push_back(std::move(s));
+  }
+  return OkStatus();
+}
+
+// A stream over one read transaction on a connection taken out of the pool.
+class SqliteEpisodeStream final : public EpisodeStream {
+ public:
+  SqliteEpisodeStream(std::shared_ptr<ConnectionPool> pool, std::unique_ptr<Connection> conn,
+                      EpisodeFilter filter)
+      : pool_(std::move(pool)), conn_(std::move(conn)), filter_(std::move(filter)) {}
+
+  ~SqliteEpisodeStream() override {
+    stmt_.reset();
+    if (!sqlite3_get_autocommit(conn_->raw())) conn_->Exec("ROLLBACK").IgnoreError();
+    pool_->Release(std::move(conn_));
+  }
+
+  Status Start() {
+    ENGRAM_RETURN_IF_ERROR(conn_->Exec("BEGIN"));
+    ENGRAM_ASSIGN_OR_RETURN(Statement stmt, conn_->Prepare(kListEpisodesSql));
+    stmt_.emplace(std::move(stmt));
+    stmt_->BindOptText(1, filter_.domain);
+    if (filter_.task_type) stmt_->BindText(2, TaskTypeName(*filter_.task_type)); else stmt_->BindNull(2);
+    if (filter_.completed) stmt_->BindInt(3, *filter_.completed ? 1 : 0); else stmt_->BindNull(3);
+    stmt_->BindOptText(4, filter_.before_id);
+    stmt_->BindInt(5, filter_.limit == 0 ? -1 : static_cast<int64_t>(filter_.limit));
+    return OkStatus();
+  }
+
+  Result<std::optional<Episode>> Next() override {
+    if (done_) return std::optional<Episode>();
+    Result<bool> row = stmt_->Step();
+    if (!row.ok()) {
+      done_ = true;
+      return row.status();
+    }
+    if (!*row) {
+      done_ = true;
+      return std::optional<Episode>();
+    }
+    ENGRAM_ASSIGN_OR_RETURN(Episode e, ReadEpisodeRow(*stmt_));
+    if (filter_.include_steps) ENGRAM_RETURN_IF_ERROR(ReadSteps(*conn_, e));
+    return std::optional<Episode>(std::move(e));
+  }
+
+ private:
+  std::shared_ptr<ConnectionPool> pool_;
+  std::unique_ptr<Connection> conn_;
+  EpisodeFilter filter_;
+  std::optional<Statement> stmt_;
+  bool done_ = false;
+};
+
+// Reads application_id and user_version; -1/-1 on a file with none of our marks.
+struct FileMarks {
+  int64_t application_id = 0;
+  int64_t user_version = 0;
+  int64_t object_count = 0;
+};
+
+Result<FileMarks> ReadMarks(Connection& conn) {
+  FileMarks m;
+  ENGRAM_ASSIGN_OR_RETURN(Statement a, conn.Prepare("PRAGMA application_id"));
+  ENGRAM_ASSIGN_OR_RETURN(bool has_a, a.Step());
+  if (has_a) m.application_id = a.ColumnInt(0);
+  ENGRAM_ASSIGN_OR_RETURN(Statement v, conn.Prepare("PRAGMA user_version"));
+  ENGRAM_ASSIGN_OR_RETURN(bool has_v, v.Step());
+  if (has_v) m.user_version = v.ColumnInt(0);
+  ENGRAM_ASSIGN_OR_RETURN(Statement c, conn.Prepare("SELECT COUNT(*) FROM sqlite_schema"));
+  ENGRAM_ASSIGN_OR_RETURN(bool has_c, c.Step());
+  if (has_c) m.object_count = c.ColumnInt(0);
+  return m;
+}
+
+Status CheckMarks(const FileMarks& m, const std::string& path) {
+  if (m.application_id == 0 && m.user_version == 0 && m.object_count == 0) return OkStatus();  // new file
+  if (m.application_id != kApplicationId) {
+    return FailedPreconditionError(path + " is a SQLite database but not an engram memory (application_id " +
+                                   std::to_string(m.application_id) +
+                                   "); refusing to touch it. Choose another file with --db or ENGRAM_DB.");
+  }
+  if (m.user_version > kSchemaVersion) {
+    return FailedPreconditionError(path + " was written by a newer engram (schema " +
+                                   std::to_string(m.user_version) + "; this build knows up to " +
+                                   std::to_string(kSchemaVersion) + "). Upgrade engram.");
+  }
+  return OkStatus();
+}
+
+// Brings the file to kSchemaVersion inside one write transaction; safe when several
+// processes open a new file at once (the loser sees the version already set).
+Status Migrate(Connection& conn) {
+  return conn.Transaction(/*write=*/true, [&]() -> Status {
+    ENGRAM_ASSIGN_OR_RETURN(FileMarks m, ReadMarks(conn));
+    ENGRAM_RETURN_IF_ERROR(CheckMarks(m, conn.path()));
+    if (m.user_version < 1) {
+      ENGRAM_RETURN_IF_ERROR(conn.Exec(kSchemaV1));
+    }
+    // Future migrations: if (m.user_version < 2) { ... }
+    if (m.user_version < kSchemaVersion) {
+      ENGRAM_RETURN_IF_ERROR(conn.Exec(("PRAGMA application_id = " + std::to_string(kApplicationId)).c_str()));
+      ENGRAM_RETURN_IF_ERROR(conn.Exec(("PRAGMA user_version = " + std::to_string(kSchemaVersion)).c_str()));
+    }
+    return OkStatus();
+  });
+}
+
+Status EnsureParentDirectory(const std::string& path) {
+  std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (parent.empty()) return OkStatus();
+  std::error_code ec;
+  std::filesystem::create_directories(parent, ec);
+  if (ec) {
+    return UnavailableError("cannot create the folder " + parent.string() + " for the database: " + ec.message());
+  }
+  return OkStatus();
+}
+
+// journal_mode=WAL is a property of the file, set once; needs a brief exclusive lock the first
+// time, so it is retried like a busy transaction.
+Status Configure(Connection& conn, const SqliteOptions& options) {
+  auto deadline = std::chrono::steady_clock::now() + options.busy_timeout;
+  if (!options.read_only) {
+    for (;;) {
+      Status s = conn.Exec("PRAGMA journal_mode=WAL");
+      if (s.ok()) break;
+      if (!IsBusy(s) || std::chrono::steady_clock::now() >= deadline) return s;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Connection>> ConnectionPool::Acquire() {
+  {
+    MutexLock lock(mu_);
+    if (!idle_.empty()) {
+      std::unique_ptr<Connection> conn = std::move(idle_.back());
+      idle_.pop_back();
+      return conn;
+    }
+  }
+  return Connection::Open(options_);
+}
+
+void ConnectionPool::Release(std::unique_ptr<Connection> conn) {
+  if (conn == nullptr) return;
+  MutexLock lock(mu_);
+  if (idle_.size() < kMaxIdle) idle_.push_back(std::move(conn));
+}
+
+SqliteBackend::SqliteBackend(std::shared_ptr<ConnectionPool> pool, SqliteOptions options, int schema_version)
+    : pool_(std::move(pool)), options_(std::move(options)), schema_version_(schema_version) {}
+
+Status SqliteBackend::Write(const std::function<Status(Connection&)>& fn) {
+  if (options_.read_only) return FailedPreconditionError("the store " + options_.path + " is open read-only");
+  MutexLock lock(write_mu_);
+  ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, pool_->Acquire());
+  Status s = conn->Transaction(/*write=*/true, [&] { return fn(*conn); });
+  pool_->Release(std::move(conn));
+  return s;
+}
+
+Status SqliteBackend::Read(const std::function<Status(Connection&)>& fn) {
+  ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, pool_->Acquire());
+  Status s = conn->Transaction(/*write=*/false, [&] { return fn(*conn); });
+  pool_->Release(std::move(conn));
+  return s;
+}
+
+Status SqliteBackend::CreateEpisode(const Episode& episode) {
+  ENGRAM_RETURN_IF_ERROR(CheckEpisodeLimits(episode));
+  return Write([&](Connection& conn) { return InsertEpisode(conn, episode, /*replace=*/false); });
+}
+
+Status SqliteBackend::PutEpisodes(std::span<const Episode> episodes) {
+  for (const Episode& e : episodes) ENGRAM_RETURN_IF_ERROR(CheckEpisodeLimits(e));
+  return Write([&](Connection& conn) -> Status {
+    for (const Episode& e : episodes) {
+      ENGRAM_ASSIGN_OR_RETURN(Statement del, conn.Prepare(kDeleteStepsSql));
+      del.BindText(1, e.episode_id);
+      ENGRAM_RETURN_IF_ERROR(del.Run());
+      ENGRAM_RETURN_IF_ERROR(InsertEpisode(conn, e, /*replace=*/true));
+    }
+    return OkStatus();
+  });
+}
+
+Result<int> SqliteBackend::AppendStep(std::string_view episode_id, const Step& step) {
+  int number = 0;
+  Status s = Write([&](Connection& conn) -> Status {
+    int64_t step_count, byte_size, max_number;
+    {
+      ENGRAM_ASSIGN_OR_RETURN(Statement state, conn.Prepare(kEpisodeStateSql));
+      state.BindText(1, episode_id);
+      ENGRAM_ASSIGN_OR_RETURN(bool found, state.Step());
+      if (!found) return NotFoundError("no episode " + std::string(episode_id));
+      if (state.ColumnInt(0) != 0) {
+        return FailedPreconditionError("episode " + std::string(episode_id) +
+                                       " is already completed; steps can only be added before complete");
+      }
+      step_count = state.ColumnInt(1);
+      byte_size = state.ColumnInt(2);
+      max_number = state.ColumnInt(3);
+    }
+    if (step_count >= static_cast<int64_t>(kMaxStepsPerEpisode)) {
+      return ResourceExhaustedError("episode " + std::string(episode_id) +
+                                    " already has 1000 steps, the limit per episode");
+    }
+    const int64_t added = static_cast<int64_t>(step.ByteSize());
+    if (byte_size + added > static_cast<int64_t>(kMaxEpisodeBytes)) {
+      return ResourceExhaustedError("adding this step (" + std::to_string(added) + " bytes) would make episode " +
+                                    std::string(episode_id) + " larger than 10 MiB, the limit per episode");
+    }
+    Step numbered = step;
+    if (numbered.step_number <= 0) {
+      if (max_number >= static_cast<int64_t>(kMaxStepsPerEpisode)) {
+        return ResourceExhaustedError("episode " + std::string(episode_id) + " has used step number 1000, the highest");
+      }
+      numbered.step_number = static_cast<int>(max_number + 1);
+    } else if (numbered.step_number > static_cast<int>(kMaxStepsPerEpisode)) {
+      return InvalidArgumentError("step_number " + std::to_string(numbered.step_number) + " is above 1000");
+    }
+    ENGRAM_RETURN_IF_ERROR(InsertStep(conn, episode_id, numbered));
+    ENGRAM_ASSIGN_OR_RETURN(Statement bump, conn.Prepare(kBumpStepsSql));
+    bump.BindText(1, episode_id);
+    bump.BindInt(2, added);
+    ENGRAM_RETURN_IF_ERROR(bump.Run());
+    number = numbered.step_number;
+    return OkStatus();
+  });
+  if (!s.ok()) return s;
+  return number;
+}
+
+Status SqliteBackend::CompleteEpisode(const Episode& e) {
+  if (!e.outcome || !e.end_time) return InvalidArgumentError("CompleteEpisode needs an outcome and an end time");
+  return Write([&](Connection& conn) -> Status {
+    {
+      ENGRAM_ASSIGN_OR_RETURN(Statement state, conn.Prepare(kEpisodeStateSql));
+      state.BindText(1, e.episode_id);
+      ENGRAM_ASSIGN_OR_RETURN(bool found, state.Step());
+      if (!found) return NotFoundError("no episode " + e.episode_id);
+      if (state.ColumnInt(0) != 0) return FailedPreconditionError("episode " + e.episode_id + " is already completed");
+      if (state.ColumnInt(1) != static_cast<int64_t>(e.steps.size())) {
+        return AbortedError("episode " + e.episode_id + " gained steps while it was being completed");
+      }
+    }
+    ENGRAM_ASSIGN_OR_RETURN(Statement stmt, conn.Prepare(kCompleteSql));
+    stmt.BindText(1, e.episode_id);
+    stmt.BindInt(2, Millis(*e.end_time));
+    stmt.BindText(3, OutcomeKindName(e.outcome->kind));
+    stmt.BindText(4, Dump(OutcomeToJson(*e.outcome)));
+    if (e.reward) {
+      stmt.BindDouble(5, e.reward->total);
+      stmt.BindText(6, Dump(RewardToJson(*e.reward)));
+    } else {
+      stmt.BindNull(5);
+      stmt.BindNull(6);
+    }
+    stmt.BindOptText(7, e.reflection ? std::optional<std::string>(Dump(ReflectionToJson(*e.reflection)))
+                                     : std::nullopt);
+    stmt.BindText(8, Dump(json(e.pattern_ids)));
+    stmt.BindText(9, Dump(json(e.tags)));
+    stmt.BindText(10, e.metadata_json);
+    return stmt.Run();
+  });
+}
+
+Result<Episode> SqliteBackend::GetEpisode(std::string_view episode_id) {
+  std::optional<Episode> out;
+  ENGRAM_RETURN_IF_ERROR(Read([&](Connection& conn) -> Status {
+    ENGRAM_ASSIGN_OR_RETURN(Statement stmt, conn.Prepare(kSelectEpisodeSql));
+    stmt.BindText(1, episode_id);
+    ENGRAM_ASSIGN_OR_RETURN(bool found, stmt.Step());
+    if (!found) return NotFoundError("no episode " + std::string(episode_id));
+    ENGRAM_ASSIGN_OR_RETURN(Episode e, ReadEpisodeRow(stmt));
+    ENGRAM_RETURN_IF_ERROR(ReadSteps(conn, e));
+    out = std::move(e);
+    return OkStatus();
+  }));
+  return *std::move(out);
+}
+
+Result<std::unique_ptr<EpisodeStream>> SqliteBackend::ListEpisodes(const EpisodeFilter& filter) {
+  ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, pool_->Acquire());
+  auto stream = std::make_unique<SqliteEpisodeStream>(pool_, std::move(conn), filter);
+  ENGRAM_RETURN_IF_ERROR(stream->Start());
+  return std::unique_ptr<EpisodeStream>(std::move(stream));
+}
+
+Result<bool> SqliteBackend::DeleteEpisode(std::string_view episode_id) {
+  bool deleted = false;
+  ENGRAM_RETURN_IF_ERROR(Write([&](Connection& conn) -> Status {
+    ENGRAM_ASSIGN_OR_RETURN(Statement del_steps, conn.Prepare(kDeleteStepsSql));
+    del_steps.BindText(1, episode_id);
+    ENGRAM_RETURN_IF_ERROR(del_steps.Run());
+    ENGRAM_ASSIGN_OR_RETURN(Statement del, conn.Prepare(kDeleteEpisodeSql));
+    del.BindText(1, episode_id);
+    ENGRAM_RETURN_IF_ERROR(del.Run());
+    deleted = sqlite3_changes(conn.raw()) > 0;
+    return OkStatus();
+  }));
+  return deleted;
+}
+
+Result<StoreStats> SqliteBackend::Stats() {
+  StoreStats stats;
+  ENGRAM_RETURN_IF_ERROR(Read([&](Connection& conn) -> Status {
+    ENGRAM_ASSIGN_OR_RETURN(Statement stmt, conn.Prepare(kStatsSql));
+    ENGRAM_ASSIGN_OR_RETURN(bool row, stmt.Step());
+    if (row) {
+      stats.episodes = stmt.ColumnInt(0);
+      stats.completed_episodes = stmt.ColumnInt(1);
+      stats.steps = stmt.ColumnInt(2);
+    }
+    return OkStatus();
+  }));
+  return stats;
+}
+
+Status SqliteBackend::CheckHealth() {
+  ENGRAM_RETURN_IF_ERROR(Read([&](Connection& conn) -> Status {
+    ENGRAM_ASSIGN_OR_RETURN(Statement stmt, conn.Prepare("PRAGMA quick_check"));
+    ENGRAM_ASSIGN_OR_RETURN(bool row, stmt.Step());
+    if (!row || stmt.ColumnText(0) != "ok") {
+      return DataLossError(options_.path + " failed its integrity check: " + (row ? stmt.ColumnText(0) : ""));
+    }
+    return OkStatus();
+  }));
+  if (options_.read_only) return OkStatus();
+  // Writable: a write transaction that changes nothing still takes the write lock.
+  return Write([](Connection& conn) { return conn.Exec("CREATE TEMP TABLE IF NOT EXISTS engram_probe(x)"); });
+}
+
+}  // namespace engram::sqlite
+
+namespace engram {
+
+Result<std::unique_ptr<StorageBackend>> OpenSqliteBackend(const SqliteOptions& options) {
+  using namespace sqlite;
+  if (options.path.empty()) return InvalidArgumentError("the database path is empty");
+  if (options.path == ":memory:" || options.path.rfind("file:", 0) == 0) {
+    return InvalidArgumentError("the database path must be a file, not \"" + options.path + "\"");
+  }
+  if (!options.read_only) ENGRAM_RETURN_IF_ERROR(EnsureParentDirectory(options.path));
+  std::error_code ec;
+  if (std::filesystem::is_directory(options.path, ec)) {
+    return InvalidArgumentError(options.path + " is a folder; the database path must name a file");
+  }
+
+  ConnectionOptions conn_options;
+  conn_options.path = options.path;
+  conn_options.read_only = options.read_only;
+  conn_options.busy_timeout = options.busy_timeout;
+  conn_options.synchronous_full = options.durability == Durability::kFull;
+  auto pool = std::make_shared<ConnectionPool>(conn_options);
+
+  ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, pool->Acquire());
+  Status s = Configure(*conn, options);
+  if (s.code() == StatusCode::kDataLoss) {
+    return DataLossError(options.path + " is not a SQLite database or is corrupt (" + std::string(s.message()) +
+                         "). Move it aside or choose another file with --db.");
+  }
+  if (s.code() == StatusCode::kFailedPrecondition && !options.read_only) {
+    return UnavailableError("cannot write to " + options.path + " (read-only file or folder): " +
+                            std::string(s.message()));
+  }
+  ENGRAM_RETURN_IF_ERROR(s);
+  int version = kSchemaVersion;
+  if (options.read_only) {
+    ENGRAM_ASSIGN_OR_RETURN(FileMarks m, ReadMarks(*conn));
+    ENGRAM_RETURN_IF_ERROR(CheckMarks(m, options.path));
+    version = static_cast<int>(m.user_version);
+  } else {
+    Status m = Migrate(*conn);
+    if (m.code() == StatusCode::kDataLoss) {
+      return DataLossError(options.path + " is not a SQLite database or is corrupt (" +
+                           std::string(m.message()) + "). Move it aside or choose another file with --db.");
+    }
+    if (m.code() == StatusCode::kFailedPrecondition && m.message().find("readonly") != std::string_view::npos) {
+      return UnavailableError("cannot write to " + options.path + ": " + std::string(m.message()));
+    }
+    ENGRAM_RETURN_IF_ERROR(m);
+  }
+  pool->Release(std::move(conn));
+  return std::unique_ptr<StorageBackend>(
+      std::make_unique<SqliteBackend>(std::move(pool), options, version));
+}
+
+}  // namespace engram
