@@ -1,0 +1,484 @@
+#include "config/config.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <utility>
+
+#include <nlohmann/json.hpp>
+#include <toml++/toml.h>
+
+#include "common/strings.h"
+
+namespace engram {
+namespace {
+
+using Getenv = std::function<const char*(const char*)>;
+
+constexpr std::string_view kEnvPrefix = "ENGRAM_";
+constexpr std::string_view kConfigEnvVar = "ENGRAM_CONFIG";
+constexpr int64_t kMinBusyTimeoutMs = 1;
+constexpr int64_t kMaxBusyTimeoutMs = 600000;
+
+// What a TOML value must be; environment and flag values are text parsed per key.
+enum class KeyType { kString, kInteger };
+
+// One row of the key table.
+struct KeyDef {
+  std::string_view key;
+  KeyType type;
+  std::string_view env_alias;  // a short extra variable besides ENGRAM_<KEY>; may be empty
+  std::string_view description;
+  // The default as text. It may depend on the environment (XDG directories), so it is
+  // computed only when no source sets the key.
+  Result<std::string> (*default_value)(const Getenv& getenv);
+  // Parses `text` into its field of `config`. Errors: kInvalidArgument, without the key or
+  // source (the caller adds both).
+  Status (*apply)(std::string_view text, const Getenv& getenv, Config& config);
+  // The field's value as canonical text, as `config show` prints it.
+  std::string (*show)(const Config& config);
+};
+
+// nullopt for unset or empty variables: an empty variable means "not set" to most tools.
+std::optional<std::string> GetEnv(const Getenv& getenv, const std::string& name) {
+  const char* value = getenv(name.c_str());
+  if (value == nullptr || *value == '\0') return std::nullopt;
+  return std::string(value);
+}
+
+// XDG base directories must be absolute; relative values are ignored (XDG spec).
+std::optional<std::string> XdgDir(const Getenv& getenv, const char* xdg_var, std::string_view home_suffix) {
+  std::optional<std::string> dir = GetEnv(getenv, xdg_var);
+  if (dir.has_value() && dir->front() == '/') return dir;
+  std::optional<std::string> home = GetEnv(getenv, "HOME");
+  if (!home.has_value()) return std::nullopt;
+  return *home + std::string(home_suffix);
+}
+
+Result<std::string> ExpandHome(std::string_view path, const Getenv& getenv) {
+  if (path != "~" && !path.starts_with("~/")) return std::string(path);
+  std::optional<std::string> home = GetEnv(getenv, "HOME");
+  if (!home.has_value()) return InvalidArgumentError("cannot expand \"~\": HOME is not set");
+  return *home + std::string(path.substr(1));
+}
+
+Result<int64_t> ParseIntInRange(std::string_view text, int64_t min, int64_t max) {
+  std::string_view t = StripAsciiWhitespace(text);
+  int64_t value = 0;
+  auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), value);
+  if (t.empty() || ec == std::errc::invalid_argument || end != t.data() + t.size()) {
+    return InvalidArgumentError("expected an integer, got \"" + std::string(text.substr(0, 64)) + "\"");
+  }
+  if (ec == std::errc::result_out_of_range || value < min || value > max) {
+    return InvalidArgumentError("must be between " + std::to_string(min) + " and " + std::to_string(max) +
+                                ", got " + std::string(t.substr(0, 64)));
+  }
+  return value;
+}
+
+// Names as ParseLogLevel/ParseLogFormat accept them; logging.h has no public inverse.
+std::string_view LogLevelText(LogLevel level) {
+  switch (level) {
+    case LogLevel::kTrace: return "trace";
+    case LogLevel::kDebug: return "debug";
+    case LogLevel::kInfo: return "info";
+    case LogLevel::kWarn: return "warn";
+    case LogLevel::kError: return "error";
+    case LogLevel::kOff: return "off";
+  }
+  return "info";
+}
+
+std::string_view LogFormatText(LogFormat format) {
+  switch (format) {
+    case LogFormat::kAuto: return "auto";
+    case LogFormat::kText: return "text";
+    case LogFormat::kJson: return "json";
+  }
+  return "auto";
+}
+
+// The key table. Every key is settable from the file, ENGRAM_<KEY> and --set.
+const KeyDef kKeys[] = {
+    {"storage.db", KeyType::kString, "ENGRAM_DB", "path of the SQLite database file",
+     [](const Getenv& getenv) -> Result<std::string> {
+       std::optional<std::string> dir = XdgDir(getenv, "XDG_DATA_HOME", "/.local/share");
+       if (!dir.has_value()) {
+         return FailedPreconditionError(
+             "storage.db: no default location: neither XDG_DATA_HOME nor HOME is set; set "
+             "ENGRAM_DB or pass --db");
+       }
+       return *dir + "/engram/memory.db";
+     },
+     [](std::string_view text, const Getenv& getenv, Config& config) -> Status {
+       if (StripAsciiWhitespace(text).empty()) return InvalidArgumentError("must not be empty");
+       ENGRAM_ASSIGN_OR_RETURN(config.db_path, ExpandHome(text, getenv));
+       return OkStatus();
+     },
+     [](const Config& config) { return config.db_path; }},
+
+    {"storage.durability", KeyType::kString, "",
+     "full: fsync every commit (survives power loss); normal: survives a process crash only",
+     [](const Getenv&) -> Result<std::string> { return std::string("full"); },
+     [](std::string_view text, const Getenv&, Config& config) -> Status {
+       ENGRAM_ASSIGN_OR_RETURN(config.durability, ParseDurability(text));
+       return OkStatus();
+     },
+     [](const Config& config) { return std::string(DurabilityName(config.durability)); }},
+
+    {"storage.busy_timeout_ms", KeyType::kInteger, "",
+     "how long a write waits for another process's lock before failing, in milliseconds",
+     [](const Getenv&) -> Result<std::string> { return std::string("10000"); },
+     [](std::string_view text, const Getenv&, Config& config) -> Status {
+       ENGRAM_ASSIGN_OR_RETURN(int64_t ms, ParseIntInRange(text, kMinBusyTimeoutMs, kMaxBusyTimeoutMs));
+       config.busy_timeout = std::chrono::milliseconds(ms);
+       return OkStatus();
+     },
+     [](const Config& config) { return std::to_string(config.busy_timeout.count()); }},
+
+    {"log.level", KeyType::kString, "",
+     "least severe log level written to stderr: trace, debug, info, warn, error or off",
+     [](const Getenv&) -> Result<std::string> { return std::string("info"); },
+     [](std::string_view text, const Getenv&, Config& config) -> Status {
+       ENGRAM_ASSIGN_OR_RETURN(config.log_level, ParseLogLevel(text));
+       return OkStatus();
+     },
+     [](const Config& config) { return std::string(LogLevelText(config.log_level)); }},
+
+    {"log.format", KeyType::kString, "",
+     "log line format: auto (text on a terminal, JSON otherwise), text or json",
+     [](const Getenv&) -> Result<std::string> { return std::string("auto"); },
+     [](std::string_view text, const Getenv&, Config& config) -> Status {
+       ENGRAM_ASSIGN_OR_RETURN(config.log_format, ParseLogFormat(text));
+       return OkStatus();
+     },
+     [](const Config& config) { return std::string(LogFormatText(config.log_format)); }},
+};
+
+const KeyDef* FindKey(std::string_view key) {
+  for (const KeyDef& def : kKeys) {
+    if (def.key == key) return &def;
+  }
+  return nullptr;
+}
+
+// True if `prefix` names a table that holds known keys ("storage" for "storage.db").
+bool IsTablePrefix(std::string_view prefix) {
+  for (const KeyDef& def : kKeys) {
+    if (def.key.size() > prefix.size() && def.key.starts_with(prefix) && def.key[prefix.size()] == '.') {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string KnownKeys() {
+  std::string out;
+  for (const KeyDef& def : kKeys) {
+    if (!out.empty()) out += ", ";
+    out += def.key;
+  }
+  return out;
+}
+
+Status UnknownKeyError(std::string_view where, std::string_view key) {
+  return InvalidArgumentError(std::string(where) + ": unknown config key \"" +
+                              std::string(key.substr(0, 128)) + "\" (known keys: " + KnownKeys() + ")");
+}
+
+// "ENGRAM_STORAGE_BUSY_TIMEOUT_MS" for "storage.busy_timeout_ms".
+std::string EnvVarName(std::string_view key) {
+  std::string name(kEnvPrefix);
+  for (char c : key) {
+    if (c == '.') {
+      name += '_';
+    } else if (c >= 'a' && c <= 'z') {
+      name += static_cast<char>(c - 'a' + 'A');
+    } else {
+      name += c;
+    }
+  }
+  return name;
+}
+
+size_t KeyIndex(const KeyDef& def) { return static_cast<size_t>(&def - kKeys); }
+
+// The source that currently wins for each key, indexed like kKeys.
+struct Winner {
+  bool set = false;
+  ConfigSource source = ConfigSource::kDefault;
+  std::string origin;
+};
+
+// Parses `text` into `config` and, on success, makes (source, origin) the key's winner.
+// Sources are applied from lowest to highest precedence, so the last success wins.
+Status ApplyValue(const KeyDef& def, std::string_view text, ConfigSource source, std::string_view origin,
+                  std::string_view where, const Getenv& getenv, Config& config,
+                  std::vector<Winner>& winners) {
+  Status status = def.apply(text, getenv, config);
+  if (!status.ok()) return status.WithContext(std::string(where) + ": " + std::string(def.key));
+  winners[KeyIndex(def)] = Winner{true, source, std::string(origin)};
+  return OkStatus();
+}
+
+// "path:line:column" of a node in the config file.
+std::string Where(const std::string& path, const toml::source_region& region) {
+  return path + ":" + std::to_string(region.begin.line) + ":" + std::to_string(region.begin.column);
+}
+
+std::string_view TomlTypeName(const toml::node& node) {
+  switch (node.type()) {
+    case toml::node_type::table: return "a table";
+    case toml::node_type::array: return "an array";
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a float";
+    case toml::node_type::boolean: return "a boolean";
+    case toml::node_type::date: return "a date";
+    case toml::node_type::time: return "a time";
+    case toml::node_type::date_time: return "a date-time";
+    case toml::node_type::none: break;
+  }
+  return "nothing";
+}
+
+Status ApplyTomlTable(const toml::table& table, const std::string& prefix, const std::string& path,
+                      const Getenv& getenv, Config& config, std::vector<Winner>& winners) {
+  for (const auto& [toml_key, node] : table) {
+    std::string key =
+        prefix.empty() ? std::string(toml_key.str()) : prefix + "." + std::string(toml_key.str());
+    // A quoted key holding a dot ("storage.db" = ...) is one TOML key, not a path: unknown.
+    bool quoted_dot = toml_key.str().find('.') != std::string::npos;
+    const KeyDef* def = quoted_dot ? nullptr : FindKey(key);
+    if (def == nullptr) {
+      if (quoted_dot || !IsTablePrefix(key)) return UnknownKeyError(Where(path, toml_key.source()), key);
+      if (!node.is_table()) {
+        return InvalidArgumentError(Where(path, node.source()) + ": " + key + ": expected a table, got " +
+                                    std::string(TomlTypeName(node)));
+      }
+      ENGRAM_RETURN_IF_ERROR(ApplyTomlTable(*node.as_table(), key, path, getenv, config, winners));
+      continue;
+    }
+    std::string where = Where(path, node.source());
+    std::string text;
+    if (def->type == KeyType::kString && node.is_string()) {
+      text = node.as_string()->get();
+    } else if (def->type == KeyType::kInteger && node.is_integer()) {
+      text = std::to_string(node.as_integer()->get());
+    } else {
+      std::string_view expected = def->type == KeyType::kString ? "a string" : "an integer";
+      return InvalidArgumentError(where + ": " + key + ": expected " + std::string(expected) + ", got " +
+                                  std::string(TomlTypeName(node)));
+    }
+    ENGRAM_RETURN_IF_ERROR(ApplyValue(*def, text, ConfigSource::kFile, path, where, getenv, config, winners));
+  }
+  return OkStatus();
+}
+
+// The whole file as text. kNotFound if it does not exist; kUnavailable if it can't be read.
+Result<std::string> ReadFile(const std::string& path) {
+  FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) {
+    int err = errno;
+    std::string message = "config file " + path + ": " + std::strerror(err);
+    if (err == ENOENT || err == ENOTDIR) return NotFoundError(message);
+    return UnavailableError(message);
+  }
+  std::string text;
+  char buffer[8192];
+  size_t n;
+  while ((n = std::fread(buffer, 1, sizeof(buffer), file)) > 0) text.append(buffer, n);
+  bool failed = std::ferror(file) != 0;
+  int err = errno;
+  std::fclose(file);
+  if (failed) return UnavailableError("config file " + path + ": " + std::strerror(err));
+  return text;
+}
+
+// The toml++ adapter: toml::parse throws toml::parse_error, and this is the only place that
+// may see it. Everything past here is Status.
+Result<toml::table> ParseToml(const std::string& text, const std::string& path) {
+  try {
+    return toml::parse(std::string_view(text), std::string_view(path));
+  } catch (const toml::parse_error& e) {
+    return InvalidArgumentError(Where(path, e.source()) + ": invalid TOML: " + std::string(e.description()));
+  }
+}
+
+Status ApplyConfigFile(const std::string& path, const Getenv& getenv, Config& config,
+                       std::vector<Winner>& winners) {
+  ENGRAM_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  ENGRAM_ASSIGN_OR_RETURN(toml::table table, ParseToml(text, path));
+  return ApplyTomlTable(table, "", path, getenv, config, winners);
+}
+
+// Chooses the config file: explicit (--config, then ENGRAM_CONFIG) or the default location.
+// Sets config.config_file/_origin and returns whether the file must exist; an empty path
+// means there is nothing to read.
+Result<bool> ChooseConfigFile(const ConfigInputs& inputs, Config& config) {
+  std::optional<std::string> explicit_path;
+  if (inputs.config_file.has_value()) {
+    explicit_path = inputs.config_file;
+    config.config_file_origin = "--config";
+  } else if (std::optional<std::string> env = GetEnv(inputs.getenv, std::string(kConfigEnvVar))) {
+    explicit_path = env;
+    config.config_file_origin = std::string(kConfigEnvVar);
+  }
+  if (explicit_path.has_value()) {
+    if (explicit_path->empty()) {
+      return InvalidArgumentError(config.config_file_origin + ": config file path is empty");
+    }
+    Result<std::string> expanded = ExpandHome(*explicit_path, inputs.getenv);
+    if (!expanded.ok()) return expanded.status().WithContext(config.config_file_origin);
+    config.config_file = *std::move(expanded);
+    return true;
+  }
+  std::optional<std::string> dir = XdgDir(inputs.getenv, "XDG_CONFIG_HOME", "/.config");
+  if (dir.has_value()) {
+    config.config_file = *dir + "/engram/config.toml";
+    config.config_file_origin = "default";
+  }
+  return false;
+}
+
+std::string SourceColumn(const ConfigValue& value) {
+  if (value.source == ConfigSource::kDefault) return "default";
+  return std::string(ConfigSourceName(value.source)) + " " + value.origin;
+}
+
+}  // namespace
+
+std::string_view ConfigSourceName(ConfigSource source) {
+  switch (source) {
+    case ConfigSource::kDefault: return "default";
+    case ConfigSource::kFile: return "file";
+    case ConfigSource::kEnv: return "env";
+    case ConfigSource::kFlag: return "flag";
+  }
+  return "default";
+}
+
+Result<ConfigFlag> ParseSetFlag(std::string_view text) {
+  size_t eq = text.find('=');
+  if (eq == std::string_view::npos) {
+    return InvalidArgumentError("--set: expected KEY=VALUE, got \"" + std::string(text.substr(0, 128)) +
+                                "\"");
+  }
+  std::string_view key = StripAsciiWhitespace(text.substr(0, eq));
+  if (key.empty()) {
+    return InvalidArgumentError("--set: empty key in \"" + std::string(text.substr(0, 128)) + "\"");
+  }
+  return ConfigFlag{std::string(key), std::string(text.substr(eq + 1)), "--set"};
+}
+
+Result<Config> LoadConfig(const ConfigInputs& inputs) {
+  const Getenv& getenv = inputs.getenv;
+  Config config;
+  std::vector<Winner> winners(std::size(kKeys));
+
+  // Every source is validated even where a higher one overrides it: a broken config file
+  // should be reported the first time, not when the overriding variable is unset.
+  ENGRAM_ASSIGN_OR_RETURN(bool must_exist, ChooseConfigFile(inputs, config));
+  if (!config.config_file.empty()) {
+    Status status = ApplyConfigFile(config.config_file, getenv, config, winners);
+    if (!must_exist && status.code() == StatusCode::kNotFound) {
+      config.config_file.clear();  // the default file is optional
+      config.config_file_origin.clear();
+    } else if (!status.ok()) {
+      return status;
+    }
+  }
+
+  for (const KeyDef& def : kKeys) {
+    // The alias first, so the full name wins when both are set.
+    std::string full_name = EnvVarName(def.key);
+    for (std::string_view name : {def.env_alias, std::string_view(full_name)}) {
+      if (name.empty()) continue;
+      std::optional<std::string> value = GetEnv(getenv, std::string(name));
+      if (!value.has_value()) continue;
+      ENGRAM_RETURN_IF_ERROR(
+          ApplyValue(def, *value, ConfigSource::kEnv, name, name, getenv, config, winners));
+    }
+  }
+
+  for (const ConfigFlag& flag : inputs.flags) {
+    std::string_view where = flag.origin.empty() ? std::string_view("flag") : std::string_view(flag.origin);
+    const KeyDef* def = FindKey(flag.key);
+    if (def == nullptr) return UnknownKeyError(where, flag.key);
+    ENGRAM_RETURN_IF_ERROR(
+        ApplyValue(*def, flag.value, ConfigSource::kFlag, where, where, getenv, config, winners));
+  }
+
+  for (const KeyDef& def : kKeys) {
+    Winner& winner = winners[KeyIndex(def)];
+    if (!winner.set) {
+      ENGRAM_ASSIGN_OR_RETURN(std::string text, def.default_value(getenv));
+      ENGRAM_RETURN_IF_ERROR(
+          ApplyValue(def, text, ConfigSource::kDefault, "default", "default", getenv, config, winners));
+    }
+    config.values.push_back(ConfigValue{std::string(def.key), def.show(config), winner.source, winner.origin,
+                                        std::string(def.description)});
+  }
+  return config;
+}
+
+std::string FormatConfigTable(const Config& config) {
+  std::string out = "config file: ";
+  if (config.config_file.empty()) {
+    out += "none\n";
+  } else {
+    out += config.config_file + " (" +
+           (config.config_file_origin == "default" ? std::string("default location")
+                                                   : config.config_file_origin) +
+           ")\n";
+  }
+  size_t key_width = 3;    // "KEY"
+  size_t value_width = 5;  // "VALUE"
+  for (const ConfigValue& value : config.values) {
+    key_width = std::max(key_width, value.key.size());
+    value_width = std::max(value_width, value.value.size());
+  }
+  auto row = [&](std::string_view key, std::string_view value, std::string_view source) {
+    out += key;
+    out.append(key_width - key.size() + 2, ' ');
+    out += value;
+    out.append(value_width - value.size() + 2, ' ');
+    out += source;
+    out += '\n';
+  };
+  row("KEY", "VALUE", "SOURCE");
+  for (const ConfigValue& value : config.values) row(value.key, value.value, SourceColumn(value));
+  return out;
+}
+
+std::string FormatConfigJson(const Config& config) {
+  nlohmann::ordered_json values = nlohmann::ordered_json::array();
+  for (const ConfigValue& value : config.values) {
+    nlohmann::ordered_json entry;
+    entry["key"] = value.key;
+    const KeyDef* def = FindKey(value.key);
+    int64_t number = 0;
+    auto [end, ec] = std::from_chars(value.value.data(), value.value.data() + value.value.size(), number);
+    if (def != nullptr && def->type == KeyType::kInteger && ec == std::errc() &&
+        end == value.value.data() + value.value.size()) {
+      entry["value"] = number;
+    } else {
+      entry["value"] = value.value;
+    }
+    entry["source"] = std::string(ConfigSourceName(value.source));
+    entry["origin"] = value.origin;
+    entry["description"] = value.description;
+    values.push_back(std::move(entry));
+  }
+  nlohmann::ordered_json root;
+  root["config_file"] = config.config_file.empty() ? nlohmann::ordered_json(nullptr)
+                                                   : nlohmann::ordered_json(config.config_file);
+  root["config_file_origin"] = config.config_file_origin;
+  root["values"] = std::move(values);
+  return root.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+}
+
+}  // namespace engram

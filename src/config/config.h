@@ -1,0 +1,117 @@
+// engram's configuration: a table of known keys (config.cc), each with a dotted name as
+// used in TOML (`storage.db`), a type, a default and a one-line description, resolved
+// from four sources with the precedence flags > environment > file > defaults (DESIGN §9).
+//
+//   ConfigInputs inputs;
+//   inputs.config_file = config_flag;                       // --config, if given
+//   inputs.flags.push_back({"storage.db", db_flag, "--db"});
+//   ENGRAM_ASSIGN_OR_RETURN(Config config, LoadConfig(inputs));
+//   std::cout << FormatConfigTable(config);                 // `engram config show`
+//
+// Sources, for a key such as `storage.busy_timeout_ms`:
+//   - file: the [storage] table's `busy_timeout_ms` in the config file (TOML). The file is
+//     `inputs.config_file`, else $ENGRAM_CONFIG, else $XDG_CONFIG_HOME/engram/config.toml
+//     (or $HOME/.config/engram/config.toml) when that exists.
+//   - environment: ENGRAM_ + the upper-cased key with '.' turned into '_'
+//     (ENGRAM_STORAGE_BUSY_TIMEOUT_MS), plus a few short aliases (ENGRAM_DB). Other ENGRAM_*
+//     variables are ignored: other tools may set them. Empty variables count as unset.
+//   - flags: (key, value, origin) triples built by the CLI from --db, --set key=value, ...
+//
+// Adding a key: add a field to Config and a row to the key table in config.cc.
+#pragma once
+
+#include <chrono>
+#include <cstdlib>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engram/result.h"
+#include "engram/storage.h"
+
+#include "common/logging.h"
+
+namespace engram {
+
+// Where an effective value came from, lowest precedence first.
+enum class ConfigSource { kDefault, kFile, kEnv, kFlag };
+// "default", "file", "env", "flag".
+std::string_view ConfigSourceName(ConfigSource source);
+
+// One key's effective value and where it came from. Thread-compatible.
+struct ConfigValue {
+  std::string key;    // "storage.db"
+  std::string value;  // canonical text: "normal", "10000", "/home/me/.local/share/..."
+  ConfigSource source = ConfigSource::kDefault;
+  std::string origin;       // "default", "/home/me/.config/engram/config.toml", "ENGRAM_DB", "--db"
+  std::string description;  // one line, from the key table
+};
+
+// One command-line override. Thread-compatible.
+struct ConfigFlag {
+  std::string key;     // dotted key: "storage.db"
+  std::string value;   // text as typed; parsed like an environment value
+  std::string origin;  // the flag that set it, for messages and `config show`: "--db", "--set"
+};
+
+// Parses the argument of `--set KEY=VALUE` into a flag with origin "--set".
+// Errors: kInvalidArgument if there is no '=' or the key is empty (the key itself is
+// checked by LoadConfig).
+Result<ConfigFlag> ParseSetFlag(std::string_view text);
+
+// Everything LoadConfig reads besides the config file itself. Thread-compatible.
+struct ConfigInputs {
+  // The explicit config file (--config). When unset, LoadConfig uses $ENGRAM_CONFIG if set,
+  // so the CLI need not read that variable. An explicit file must exist; the default one may
+  // be missing. A leading "~/" expands to $HOME.
+  std::optional<std::string> config_file;
+  // Command-line overrides, in command-line order: a later flag for the same key wins.
+  std::vector<ConfigFlag> flags;
+  // The environment. Tests inject a fake; returns nullptr for an unset variable.
+  std::function<const char*(const char*)> getenv = ::getenv;
+};
+
+// The effective configuration. Thread-compatible.
+struct Config {
+  std::string db_path;                            // storage.db, "~/" already expanded
+  Durability durability = Durability::kFull;      // storage.durability
+  std::chrono::milliseconds busy_timeout{10000};  // storage.busy_timeout_ms
+  LogLevel log_level = LogLevel::kInfo;           // log.level
+  LogFormat log_format = LogFormat::kAuto;        // log.format
+
+  // Every known key with its effective value and source, in key-table order.
+  std::vector<ConfigValue> values;
+  // The config file that was read; empty if none was.
+  std::string config_file;
+  // How that file was chosen: "--config" (ConfigInputs::config_file), "ENGRAM_CONFIG" or
+  // "default"; empty if none was read.
+  std::string config_file_origin;
+};
+
+// Resolves every known key from defaults, the config file, the environment and `inputs.flags`.
+//
+// Errors, all kInvalidArgument with a message naming the source and the key, e.g.
+// `/home/me/.config/engram/config.toml:3:14: storage.durability: unknown durability "fast"
+// (expected full or normal)` or `ENGRAM_STORAGE_BUSY_TIMEOUT_MS: storage.busy_timeout_ms:
+// expected an integer, got "ten"`:
+//   - the config file is not valid TOML (with file:line:column), has an unknown key, or a
+//     value of the wrong type or an invalid value;
+//   - a known ENGRAM_* variable has an invalid value;
+//   - a flag names an unknown key or has an invalid value.
+// kNotFound if an explicit config file does not exist; kUnavailable if a config file exists
+// but cannot be read; kFailedPrecondition if storage.db is needed from its default but
+// neither XDG_DATA_HOME nor HOME is set.
+Result<Config> LoadConfig(const ConfigInputs& inputs);
+
+// `engram config show`: the config file line, then one row per key with KEY, VALUE and
+// SOURCE columns ("default", "file /path/config.toml", "env ENGRAM_DB", "flag --db").
+std::string FormatConfigTable(const Config& config);
+
+// `engram config show --json`: {"config_file": path or null, "config_file_origin": ...,
+// "values": [{"key", "value", "source", "origin", "description"}]}, where integer keys have
+// integer values. Pretty-printed, ends with a newline.
+std::string FormatConfigJson(const Config& config);
+
+}  // namespace engram

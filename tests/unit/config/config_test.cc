@@ -1,0 +1,499 @@
+#include "config/config.h"
+
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace engram {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Each test gets a temp dir standing in for $HOME and a fake environment that holds only
+// what the test puts there, so the developer's own config never leaks in.
+class ConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = (std::filesystem::temp_directory_path() / "engram_config_test.XXXXXX").string();
+    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+    env_["HOME"] = dir_ + "/home";
+    env_["XDG_DATA_HOME"] = "";
+    env_["XDG_CONFIG_HOME"] = "";
+  }
+
+  void TearDown() override {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  // Writes `text` to `path` (relative to the temp dir), creating directories, and returns
+  // the absolute path.
+  std::string WriteFile(const std::string& path, const std::string& text) {
+    std::filesystem::path full = std::filesystem::path(dir_) / path;
+    std::error_code ec;
+    std::filesystem::create_directories(full.parent_path(), ec);
+    std::ofstream(full) << text;
+    return full.string();
+  }
+
+  // The config file at the default location for the fake HOME.
+  std::string WriteDefaultConfig(const std::string& text) {
+    return WriteFile("home/.config/engram/config.toml", text);
+  }
+
+  ConfigInputs Inputs() {
+    ConfigInputs inputs;
+    inputs.getenv = [this](const char* name) -> const char* {
+      auto it = env_.find(name);
+      return it == env_.end() ? nullptr : it->second.c_str();
+    };
+    return inputs;
+  }
+
+  static const ConfigValue& ValueOf(const Config& config, const std::string& key) {
+    for (const ConfigValue& value : config.values) {
+      if (value.key == key) return value;
+    }
+    ADD_FAILURE() << "no value for " << key;
+    static const ConfigValue kMissing;
+    return kMissing;
+  }
+
+  std::string dir_;
+  std::map<std::string, std::string> env_;
+};
+
+TEST_F(ConfigTest, DefaultsUseXdgDataHome) {
+  env_["XDG_DATA_HOME"] = "/data/xdg";
+  Result<Config> config = LoadConfig(Inputs());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->db_path, "/data/xdg/engram/memory.db");
+  EXPECT_EQ(config->durability, Durability::kFull);
+  EXPECT_EQ(config->busy_timeout, std::chrono::milliseconds(10000));
+  EXPECT_EQ(config->log_level, LogLevel::kInfo);
+  EXPECT_EQ(config->log_format, LogFormat::kAuto);
+  EXPECT_EQ(config->config_file, "");  // the default file is missing, and that is fine
+  EXPECT_EQ(config->config_file_origin, "");
+
+  ASSERT_EQ(config->values.size(), 5u);
+  const char* keys[] = {"storage.db", "storage.durability", "storage.busy_timeout_ms", "log.level",
+                        "log.format"};
+  const char* values[] = {"/data/xdg/engram/memory.db", "full", "10000", "info", "auto"};
+  for (size_t i = 0; i < 5; ++i) {
+    const ConfigValue& value = config->values[i];
+    EXPECT_EQ(value.key, keys[i]);
+    EXPECT_EQ(value.value, values[i]);
+    EXPECT_EQ(value.source, ConfigSource::kDefault) << value.key;
+    EXPECT_EQ(value.origin, "default") << value.key;
+    EXPECT_FALSE(value.description.empty()) << value.key;
+  }
+}
+
+TEST_F(ConfigTest, DefaultDbFallsBackToHomeWhenXdgDataHomeUnsetOrEmpty) {
+  Result<Config> config = LoadConfig(Inputs());  // XDG_DATA_HOME is ""
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->db_path, dir_ + "/home/.local/share/engram/memory.db");
+
+  env_.erase("XDG_DATA_HOME");
+  config = LoadConfig(Inputs());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->db_path, dir_ + "/home/.local/share/engram/memory.db");
+
+  env_["XDG_DATA_HOME"] = "relative/dir";  // XDG says relative values are ignored
+  config = LoadConfig(Inputs());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->db_path, dir_ + "/home/.local/share/engram/memory.db");
+}
+
+TEST_F(ConfigTest, NoHomeAndNoXdgNeedsAnExplicitDb) {
+  env_.clear();
+  Result<Config> config = LoadConfig(Inputs());
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(config.status().message(), HasSubstr("storage.db"));
+
+  env_["ENGRAM_DB"] = "/tmp/x.db";
+  config = LoadConfig(Inputs());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->db_path, "/tmp/x.db");
+}
+
+TEST_F(ConfigTest, FileOverridesDefaults) {
+  std::string path = WriteDefaultConfig(
+      "# my settings\n"
+      "[storage]\n"
+      "db = \"/srv/engram.db\"\n"
+      "durability = \"normal\"\n"
+      "busy_timeout_ms = 2500\n"
+      "[log]\n"
+      "level = \"debug\"\n");
+  Result<Config> config = LoadConfig(Inputs());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->config_file, path);
+  EXPECT_EQ(config->config_file_origin, "default");
+  EXPECT_EQ(config->db_path, "/srv/engram.db");
+  EXPECT_EQ(config->durability, Durability::kNormal);
+  EXPECT_EQ(config->busy_timeout, std::chrono::milliseconds(2500));
+  EXPECT_EQ(config->log_level, LogLevel::kDebug);
+  EXPECT_EQ(config->log_format, LogFormat::kAuto);
+
+  for (const char* key : {"storage.db", "storage.durability", "storage.busy_timeout_ms", "log.level"}) {
+    EXPECT_EQ(ValueOf(*config, key).source, ConfigSource::kFile) << key;
+    EXPECT_EQ(ValueOf(*config, key).origin, path) << key;
+  }
+  EXPECT_EQ(ValueOf(*config, "storage.busy_timeout_ms").value, "2500");
+  EXPECT_EQ(ValueOf(*config, "log.format").source, ConfigSource::kDefault);
+}
+
+TEST_F(ConfigTest, DottedKeysInFileWork) {
+  WriteDefaultConfig("storage.durability = \"normal\"\nlog.format = \"json\"\n");
+  Result<Config> config = LoadConfig(Inputs());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->durability, Durability::kNormal);
+  EXPECT_EQ(config->log_format, LogFormat::kJson);
+}
+
+TEST_F(ConfigTest, DefaultFileHonoursXdgConfigHome) {
+  env_["XDG_CONFIG_HOME"] = dir_ + "/xdgconf";
+  WriteDefaultConfig("[log]\nlevel = \"error\"\n");  // under $HOME/.config: not read now
+  std::string path = WriteFile("xdgconf/engram/config.toml", "[log]\nlevel = \"warn\"\n");
+  Result<Config> config = LoadConfig(Inputs());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->config_file, path);
+  EXPECT_EQ(config->log_level, LogLevel::kWarn);
+}
+
+TEST_F(ConfigTest, ExplicitConfigFileReplacesTheDefaultOne) {
+  WriteDefaultConfig("[log]\nlevel = \"error\"\n");
+  std::string path = WriteFile("other.toml", "[log]\nlevel = \"trace\"\n");
+  ConfigInputs inputs = Inputs();
+  inputs.config_file = path;
+  Result<Config> config = LoadConfig(inputs);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->config_file, path);
+  EXPECT_EQ(config->config_file_origin, "--config");
+  EXPECT_EQ(config->log_level, LogLevel::kTrace);
+  EXPECT_EQ(ValueOf(*config, "log.level").origin, path);
+}
+
+TEST_F(ConfigTest, EngramConfigVariableNamesTheFile) {
+  std::string path = WriteFile("from_env.toml", "[log]\nlevel = \"warn\"\n");
+  env_["ENGRAM_CONFIG"] = path;
+  Result<Config> config = LoadConfig(Inputs());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->config_file, path);
+  EXPECT_EQ(config->config_file_origin, "ENGRAM_CONFIG");
+  EXPECT_EQ(config->log_level, LogLevel::kWarn);
+
+  // --config beats ENGRAM_CONFIG.
+  std::string flag_path = WriteFile("from_flag.toml", "[log]\nlevel = \"error\"\n");
+  ConfigInputs inputs = Inputs();
+  inputs.config_file = flag_path;
+  config = LoadConfig(inputs);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->config_file, flag_path);
+  EXPECT_EQ(config->log_level, LogLevel::kError);
+}
+
+TEST_F(ConfigTest, EnvOverridesFile) {
+  std::string path = WriteDefaultConfig("[storage]\ndurability = \"normal\"\nbusy_timeout_ms = 2500\n");
+  env_["ENGRAM_STORAGE_DURABILITY"] = "full";
+  env_["ENGRAM_LOG_FORMAT"] = "text";
+  Result<Config> config = LoadConfig(Inputs());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->durability, Durability::kFull);
+  EXPECT_EQ(config->log_format, LogFormat::kText);
+  EXPECT_EQ(config->busy_timeout, std::chrono::milliseconds(2500));
+
+  EXPECT_EQ(ValueOf(*config, "storage.durability").source, ConfigSource::kEnv);
+  EXPECT_EQ(ValueOf(*config, "storage.durability").origin, "ENGRAM_STORAGE_DURABILITY");
+  EXPECT_EQ(ValueOf(*config, "log.format").source, ConfigSource::kEnv);
+  EXPECT_EQ(ValueOf(*config, "log.format").origin, "ENGRAM_LOG_FORMAT");
+  EXPECT_EQ(ValueOf(*config, "storage.busy_timeout_ms").source, ConfigSource::kFile);
+  EXPECT_EQ(ValueOf(*config, "storage.busy_timeout_ms").origin, path);
+}
+
+TEST_F(ConfigTest, FlagOverridesEnv) {
+  WriteDefaultConfig("[storage]\ndb = \"/from/file.db\"\ndurability = \"normal\"\n");
+  env_["ENGRAM_STORAGE_DB"] = "/from/env.db";
+  env_["ENGRAM_STORAGE_DURABILITY"] = "full";
+  env_["ENGRAM_STORAGE_BUSY_TIMEOUT_MS"] = "300";
+  ConfigInputs inputs = Inputs();
+  inputs.flags.push_back({"storage.db", "/from/flag.db", "--db"});
+  inputs.flags.push_back({"storage.durability", "normal", "--set"});
+  Result<Config> config = LoadConfig(inputs);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->db_path, "/from/flag.db");
+  EXPECT_EQ(config->durability, Durability::kNormal);
+  EXPECT_EQ(config->busy_timeout, std::chrono::milliseconds(300));
+
+  EXPECT_EQ(ValueOf(*config, "storage.db").source, ConfigSource::kFlag);
+  EXPECT_EQ(ValueOf(*config, "storage.db").origin, "--db");
+  EXPECT_EQ(ValueOf(*config, "storage.durability").source, ConfigSource::kFlag);
+  EXPECT_EQ(ValueOf(*config, "storage.durability").origin, "--set");
+  EXPECT_EQ(ValueOf(*config, "storage.busy_timeout_ms").source, ConfigSource::kEnv);
+  EXPECT_EQ(ValueOf(*config, "storage.busy_timeout_ms").origin, "ENGRAM_STORAGE_BUSY_TIMEOUT_MS");
+  EXPECT_EQ(ValueOf(*config, "log.level").source, ConfigSource::kDefault);
+}
+
+TEST_F(ConfigTest, LaterFlagWins) {
+  ConfigInputs inputs = Inputs();
+  inputs.flags.push_back({"log.level", "debug", "--set"});
+  inputs.flags.push_back({"log.level", "error", "--log-level"});
+  Result<Config> config = LoadConfig(inputs);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->log_level, LogLevel::kError);
+  EXPECT_EQ(ValueOf(*config, "log.level").origin, "--log-level");
+}
+
+TEST_F(ConfigTest, EngramDbAlias) {
+  env_["ENGRAM_DB"] = "/alias.db";
+  Result<Config> config = LoadConfig(Inputs());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->db_path, "/alias.db");
+  EXPECT_EQ(ValueOf(*config, "storage.db").source, ConfigSource::kEnv);
+  EXPECT_EQ(ValueOf(*config, "storage.db").origin, "ENGRAM_DB");
+
+  // The full name is the more specific one and wins over the alias.
+  env_["ENGRAM_STORAGE_DB"] = "/full.db";
+  config = LoadConfig(Inputs());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->db_path, "/full.db");
+  EXPECT_EQ(ValueOf(*config, "storage.db").origin, "ENGRAM_STORAGE_DB");
+}
+
+TEST_F(ConfigTest, EmptyAndUnknownEngramVariablesAreIgnored) {
+  env_["ENGRAM_LOG_LEVEL"] = "";
+  env_["ENGRAM_SOMETHING_ELSE"] = "whatever";
+  env_["ENGRAM_STORAGE_NOPE"] = "1";
+  Result<Config> config = LoadConfig(Inputs());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->log_level, LogLevel::kInfo);
+  EXPECT_EQ(ValueOf(*config, "log.level").source, ConfigSource::kDefault);
+}
+
+TEST_F(ConfigTest, TildeExpandsToHome) {
+  WriteDefaultConfig("[storage]\ndb = \"~/memories/m.db\"\n");
+  Result<Config> config = LoadConfig(Inputs());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->db_path, dir_ + "/home/memories/m.db");
+  EXPECT_EQ(ValueOf(*config, "storage.db").value, dir_ + "/home/memories/m.db");
+
+  ConfigInputs inputs = Inputs();
+  inputs.flags.push_back({"storage.db", "~/flag.db", "--db"});
+  config = LoadConfig(inputs);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->db_path, dir_ + "/home/flag.db");
+}
+
+TEST_F(ConfigTest, LogLevelIsShownCanonically) {
+  env_["ENGRAM_LOG_LEVEL"] = "WARNING";
+  Result<Config> config = LoadConfig(Inputs());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->log_level, LogLevel::kWarn);
+  EXPECT_EQ(ValueOf(*config, "log.level").value, "warn");
+}
+
+TEST_F(ConfigTest, InvalidValueInFileNamesFileLineAndKey) {
+  std::string path = WriteDefaultConfig("[storage]\ndurability = \"fast\"\n");
+  Result<Config> config = LoadConfig(Inputs());
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(config.status().message(), HasSubstr(path + ":2:"));
+  EXPECT_THAT(config.status().message(),
+              HasSubstr("storage.durability: unknown durability \"fast\" (expected full or normal)"));
+}
+
+TEST_F(ConfigTest, InvalidFileValueIsReportedEvenWhenOverridden) {
+  WriteDefaultConfig("[log]\nlevel = \"loud\"\n");
+  env_["ENGRAM_LOG_LEVEL"] = "debug";
+  Result<Config> config = LoadConfig(Inputs());
+  ASSERT_FALSE(config.ok());
+  EXPECT_THAT(config.status().message(), HasSubstr("log.level"));
+}
+
+TEST_F(ConfigTest, WrongTypeInFileIsAnError) {
+  std::string path = WriteDefaultConfig("[storage]\nbusy_timeout_ms = \"5000\"\n");
+  Result<Config> config = LoadConfig(Inputs());
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(config.status().message(), HasSubstr(path + ":2:"));
+  EXPECT_THAT(config.status().message(),
+              HasSubstr("storage.busy_timeout_ms: expected an integer, got a string"));
+
+  WriteDefaultConfig("[storage]\ndb = 7\n");
+  config = LoadConfig(Inputs());
+  ASSERT_FALSE(config.ok());
+  EXPECT_THAT(config.status().message(), HasSubstr("storage.db: expected a string, got an integer"));
+
+  WriteDefaultConfig("storage = \"x\"\n");
+  config = LoadConfig(Inputs());
+  ASSERT_FALSE(config.ok());
+  EXPECT_THAT(config.status().message(), HasSubstr("storage: expected a table, got a string"));
+}
+
+TEST_F(ConfigTest, OutOfRangeIntegerInFileIsAnError) {
+  WriteDefaultConfig("[storage]\nbusy_timeout_ms = 600001\n");
+  Result<Config> config = LoadConfig(Inputs());
+  ASSERT_FALSE(config.ok());
+  EXPECT_THAT(config.status().message(),
+              HasSubstr("storage.busy_timeout_ms: must be between 1 and 600000, got 600001"));
+}
+
+TEST_F(ConfigTest, UnknownKeyInFileIsAnError) {
+  std::string path = WriteDefaultConfig("[storage]\ndb = \"/x.db\"\ndurabilty = \"normal\"\n");
+  Result<Config> config = LoadConfig(Inputs());
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(config.status().message(), HasSubstr(path + ":3:"));
+  EXPECT_THAT(config.status().message(), HasSubstr("unknown config key \"storage.durabilty\""));
+
+  WriteDefaultConfig("[server]\nport = 8080\n");
+  config = LoadConfig(Inputs());
+  ASSERT_FALSE(config.ok());
+  EXPECT_THAT(config.status().message(), HasSubstr("unknown config key \"server\""));
+
+  // A quoted key with a dot is a single TOML key, not storage.db.
+  WriteDefaultConfig("\"storage.db\" = \"/x.db\"\n");
+  config = LoadConfig(Inputs());
+  ASSERT_FALSE(config.ok());
+  EXPECT_THAT(config.status().message(), HasSubstr("unknown config key"));
+}
+
+TEST_F(ConfigTest, MalformedTomlNamesFileAndLine) {
+  std::string path = WriteDefaultConfig("[storage]\ndb = \"/x.db\"\ndurability = \n");
+  Result<Config> config = LoadConfig(Inputs());
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(config.status().message(), HasSubstr(path + ":3:"));
+  EXPECT_THAT(config.status().message(), HasSubstr("invalid TOML"));
+}
+
+TEST_F(ConfigTest, InvalidEnvValueNamesTheVariable) {
+  env_["ENGRAM_STORAGE_BUSY_TIMEOUT_MS"] = "ten";
+  Result<Config> config = LoadConfig(Inputs());
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(config.status().message(),
+            "ENGRAM_STORAGE_BUSY_TIMEOUT_MS: storage.busy_timeout_ms: expected an integer, got \"ten\"");
+
+  env_["ENGRAM_STORAGE_BUSY_TIMEOUT_MS"] = "0";
+  config = LoadConfig(Inputs());
+  ASSERT_FALSE(config.ok());
+  EXPECT_THAT(config.status().message(), HasSubstr("must be between 1 and 600000"));
+
+  env_.erase("ENGRAM_STORAGE_BUSY_TIMEOUT_MS");
+  env_["ENGRAM_LOG_LEVEL"] = "loud";
+  config = LoadConfig(Inputs());
+  ASSERT_FALSE(config.ok());
+  EXPECT_THAT(config.status().message(),
+              HasSubstr("ENGRAM_LOG_LEVEL: log.level: unknown log level \"loud\""));
+
+  env_.erase("ENGRAM_LOG_LEVEL");
+  env_["ENGRAM_DB"] = " ";
+  config = LoadConfig(Inputs());
+  ASSERT_FALSE(config.ok());
+  EXPECT_THAT(config.status().message(), HasSubstr("ENGRAM_DB: storage.db: must not be empty"));
+}
+
+TEST_F(ConfigTest, InvalidFlagValueNamesTheFlag) {
+  ConfigInputs inputs = Inputs();
+  inputs.flags.push_back({"log.format", "xml", "--set"});
+  Result<Config> config = LoadConfig(inputs);
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(config.status().message(), HasSubstr("--set: log.format: unknown log format \"xml\""));
+}
+
+TEST_F(ConfigTest, UnknownFlagKeyIsAnError) {
+  ConfigInputs inputs = Inputs();
+  inputs.flags.push_back({"storage.dbb", "/x.db", "--set"});
+  Result<Config> config = LoadConfig(inputs);
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(config.status().message(), HasSubstr("--set: unknown config key \"storage.dbb\""));
+  EXPECT_THAT(config.status().message(), HasSubstr("storage.db"));  // lists the known keys
+}
+
+TEST_F(ConfigTest, ExplicitMissingConfigFileIsAnError) {
+  ConfigInputs inputs = Inputs();
+  inputs.config_file = dir_ + "/nope.toml";
+  Result<Config> config = LoadConfig(inputs);
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.status().code(), StatusCode::kNotFound);
+  EXPECT_THAT(config.status().message(), HasSubstr(dir_ + "/nope.toml"));
+
+  env_["ENGRAM_CONFIG"] = dir_ + "/also_nope.toml";
+  config = LoadConfig(Inputs());
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(ConfigTest, UnreadableConfigFileIsAnError) {
+  WriteFile("home/.config/engram/config.toml/file", "");  // the "file" is a directory
+  Result<Config> config = LoadConfig(Inputs());
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.status().code(), StatusCode::kUnavailable);
+}
+
+TEST_F(ConfigTest, ParseSetFlag) {
+  Result<ConfigFlag> flag = ParseSetFlag("storage.durability=normal");
+  ASSERT_TRUE(flag.ok()) << flag.status().ToString();
+  EXPECT_EQ(flag->key, "storage.durability");
+  EXPECT_EQ(flag->value, "normal");
+  EXPECT_EQ(flag->origin, "--set");
+
+  flag = ParseSetFlag("storage.db=/a=b.db");
+  ASSERT_TRUE(flag.ok());
+  EXPECT_EQ(flag->value, "/a=b.db");
+
+  EXPECT_EQ(ParseSetFlag("storage.db").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseSetFlag("=x").status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(ConfigTest, FormatConfigTableShowsValuesAndSources) {
+  std::string path = WriteDefaultConfig("[storage]\ndurability = \"normal\"\n");
+  env_["ENGRAM_DB"] = "/env.db";
+  ConfigInputs inputs = Inputs();
+  inputs.flags.push_back({"log.level", "debug", "--log-level"});
+  Result<Config> config = LoadConfig(inputs);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+
+  std::string table = FormatConfigTable(*config);
+  EXPECT_THAT(table, HasSubstr("config file: " + path + " (default location)\n"));
+  EXPECT_THAT(table, HasSubstr("KEY "));
+  EXPECT_THAT(table, ::testing::ContainsRegex("storage\\.db +/env\\.db +env ENGRAM_DB\n"));
+  EXPECT_THAT(table, ::testing::ContainsRegex("storage\\.durability +normal +file " + path + "\n"));
+  EXPECT_THAT(table, ::testing::ContainsRegex("storage\\.busy_timeout_ms +10000 +default\n"));
+  EXPECT_THAT(table, ::testing::ContainsRegex("log\\.level +debug +flag --log-level\n"));
+}
+
+TEST_F(ConfigTest, FormatConfigJson) {
+  env_["ENGRAM_DB"] = "/env.db";
+  Result<Config> config = LoadConfig(Inputs());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+
+  nlohmann::json json = nlohmann::json::parse(FormatConfigJson(*config), nullptr, false);
+  ASSERT_FALSE(json.is_discarded());
+  EXPECT_TRUE(json["config_file"].is_null());
+  ASSERT_EQ(json["values"].size(), 5u);
+  EXPECT_EQ(json["values"][0]["key"], "storage.db");
+  EXPECT_EQ(json["values"][0]["value"], "/env.db");
+  EXPECT_EQ(json["values"][0]["source"], "env");
+  EXPECT_EQ(json["values"][0]["origin"], "ENGRAM_DB");
+  EXPECT_EQ(json["values"][2]["key"], "storage.busy_timeout_ms");
+  EXPECT_EQ(json["values"][2]["value"], 10000);  // integers stay integers
+  EXPECT_EQ(json["values"][2]["source"], "default");
+  EXPECT_FALSE(json["values"][2]["description"].get<std::string>().empty());
+}
+
+}  // namespace
+}  // namespace engram
