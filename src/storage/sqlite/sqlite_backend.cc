@@ -620,32 +620,31 @@ Result<std::unique_ptr<StorageBackend>> OpenSqliteBackend(const SqliteOptions& o
   conn_options.synchronous_full = options.durability == Durability::kFull;
   auto pool = std::make_shared<ConnectionPool>(conn_options);
 
-  ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, pool->Acquire());
-  Status s = Configure(*conn, options);
-  if (s.code() == StatusCode::kDataLoss) {
-    return DataLossError(options.path + " is not a SQLite database or is corrupt (" + std::string(s.message()) +
-                         "). Move it aside or choose another file with --db.");
-  }
-  if (s.code() == StatusCode::kFailedPrecondition && !options.read_only) {
-    return UnavailableError("cannot write to " + options.path + " (read-only file or folder): " +
-                            std::string(s.message()));
-  }
-  ENGRAM_RETURN_IF_ERROR(s);
+  // Opening touches the file for the first time: whatever fails here is reported with
+  // what the user can do about it.
+  auto describe = [&](const Status& s) -> Status {
+    if (s.code() == StatusCode::kDataLoss) {
+      return DataLossError(options.path + " is not a SQLite database or is corrupt (" + std::string(s.message()) +
+                           "). Move it aside or choose another file with --db.");
+    }
+    if (s.code() == StatusCode::kFailedPrecondition && s.message().find("readonly") != std::string_view::npos) {
+      return UnavailableError("cannot write to " + options.path + " (read-only file or folder): " +
+                              std::string(s.message()));
+    }
+    return s;
+  };
+  Result<std::unique_ptr<Connection>> acquired = pool->Acquire();
+  if (!acquired.ok()) return describe(acquired.status());
+  std::unique_ptr<Connection> conn = *std::move(acquired);
+  ENGRAM_RETURN_IF_ERROR(describe(Configure(*conn, options)));
   int version = kSchemaVersion;
   if (options.read_only) {
-    ENGRAM_ASSIGN_OR_RETURN(FileMarks m, ReadMarks(*conn));
-    ENGRAM_RETURN_IF_ERROR(CheckMarks(m, options.path));
-    version = static_cast<int>(m.user_version);
+    Result<FileMarks> marks = ReadMarks(*conn);
+    if (!marks.ok()) return describe(marks.status());
+    ENGRAM_RETURN_IF_ERROR(CheckMarks(*marks, options.path));
+    version = static_cast<int>(marks->user_version);
   } else {
-    Status m = Migrate(*conn);
-    if (m.code() == StatusCode::kDataLoss) {
-      return DataLossError(options.path + " is not a SQLite database or is corrupt (" +
-                           std::string(m.message()) + "). Move it aside or choose another file with --db.");
-    }
-    if (m.code() == StatusCode::kFailedPrecondition && m.message().find("readonly") != std::string_view::npos) {
-      return UnavailableError("cannot write to " + options.path + ": " + std::string(m.message()));
-    }
-    ENGRAM_RETURN_IF_ERROR(m);
+    ENGRAM_RETURN_IF_ERROR(describe(Migrate(*conn)));
   }
   pool->Release(std::move(conn));
   return std::unique_ptr<StorageBackend>(
