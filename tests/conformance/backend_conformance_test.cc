@@ -186,7 +186,9 @@ TEST_P(BackendConformance, ListIsNewestFirstWithFiltersAndPages) {
     Episode e = MakeEpisode(clock_, 1, i % 2 ? "web-api" : "cli");
     if (i == 4) e.task_type = TaskType::kTesting;
     ASSERT_TRUE(store_->CreateEpisode(e).ok());
-    if (i < 3) ASSERT_TRUE(store_->CompleteEpisode(Completed(e)).ok());
+    if (i < 3) {
+      ASSERT_TRUE(store_->CompleteEpisode(Completed(e)).ok());
+    }
     ids.push_back(e.episode_id);
   }
   std::vector<Episode> all = ListAll();

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <ostream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,5 +20,8 @@ struct BackendFactory {
 };
 
 std::vector<BackendFactory> AllBackendFactories();
+
+// So gtest prints the backend's name, not its bytes.
+inline void PrintTo(const BackendFactory& factory, std::ostream* os) { *os << factory.name; }
 
 }  // namespace engram::testing

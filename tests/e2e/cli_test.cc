@@ -155,7 +155,9 @@ TEST_F(CliTest, BadInputGetsOneLineErrorsAndNonZeroExit) {
     CliRun r = Engram(c.args);
     EXPECT_EQ(r.exit_code, c.code) << c.args << "\n" << r.err;
     EXPECT_NE(r.err.find(c.err), std::string::npos) << c.args << "\n" << r.err;
-    if (c.code == 1) EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    if (c.code == 1) {
+      EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    }
   }
   // --json errors are machine-readable too.
   CliRun j = Engram("--json episode get " + std::string("01a21d68-d802-7102-a72c-9ab47495f4e8"));

@@ -46,13 +46,15 @@ class MemoryTest : public ::testing::Test {
     return s;
   }
 
+  // Declared so that the bus is destroyed (draining its queue into the recorder) before
+  // what the recorder writes to.
   testing::TempDir dir_;
   FakeClock clock_;
-  EventBus bus_;
-  std::unique_ptr<StorageBackend> store_;
-  std::unique_ptr<Memory> memory_;
   Mutex mu_;
   std::vector<std::string> events_ ENGRAM_GUARDED_BY(mu_);
+  std::unique_ptr<StorageBackend> store_;
+  EventBus bus_;
+  std::unique_ptr<Memory> memory_;
 };
 
 TEST_F(MemoryTest, FullLifecycleScoresReflectsStoresAndPublishes) {
