@@ -73,6 +73,8 @@ class Memory {
   Result<bool> DeleteEpisode(std::string_view episode_id);
 
   StorageBackend& storage() { return storage_; }
+  // The clock episodes are stamped with; retrieval measures recency with it too.
+  Clock& clock() { return clock_; }
 
  private:
   void Publish(auto event);

@@ -10,6 +10,7 @@
 #include "cli/output.h"
 #include "common/logging.h"
 #include "engram/sqlite_backend.h"
+#include "server/serve.h"
 
 #ifndef ENGRAM_VERSION
 #define ENGRAM_VERSION "0.0.0"
@@ -146,7 +147,21 @@ int RunCli(int argc, char** argv) {
   app.add_subcommand("demo", "Show the store and record a sample episode if it is empty")->callback([&] {
     selected = RunDemo;
   });
+  server::ServeOptions serve_options;
+  serve_options.version = ENGRAM_VERSION;
+  auto* serve = app.add_subcommand("serve", "Serve MCP: stdio by default, Streamable HTTP with --http HOST:PORT");
+  serve->add_option("--http", serve_options.http, "Listen for Streamable HTTP at HOST:PORT (server.http)");
+  serve->add_flag("--conformance-fixtures", serve_options.conformance_fixtures,
+                  "Add the MCP conformance suite's fixture tools (tests only)");
+  serve->callback([&] {
+    selected = [&](Session& session) -> Status {
+      ENGRAM_ASSIGN_OR_RETURN(const Config* config, session.config());
+      if (!serve_options.http && !config->server_http.empty()) serve_options.http = config->server_http;
+      return server::Serve(*config, serve_options);
+    };
+  });
   AddEpisodeCommands(app, &selected);
+  AddKeysCommands(app, &selected);
 
   try {
     app.parse(argc, argv);

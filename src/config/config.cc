@@ -22,6 +22,10 @@ constexpr std::string_view kEnvPrefix = "ENGRAM_";
 constexpr std::string_view kConfigEnvVar = "ENGRAM_CONFIG";
 constexpr int64_t kMinBusyTimeoutMs = 1;
 constexpr int64_t kMaxBusyTimeoutMs = 600000;
+constexpr int64_t kDefaultMaxBodyBytes = 4 << 20;
+constexpr int64_t kMinBodyBytes = 1024;
+constexpr int64_t kMaxBodyBytes = int64_t{1} << 30;
+constexpr int64_t kMaxToolCalls = 1'000'000'000;
 
 // What a TOML value must be; environment and flag values are text parsed per key.
 enum class KeyType { kString, kInteger };
@@ -77,6 +81,31 @@ Result<int64_t> ParseIntInRange(std::string_view text, int64_t min, int64_t max)
                                 ", got " + std::string(t.substr(0, 64)));
   }
   return value;
+}
+
+// server.http: empty, or HOST:PORT with a port 0-65535 ("[::1]:8765" for IPv6 hosts).
+Status CheckHostPort(std::string_view address) {
+  if (address.empty()) return OkStatus();
+  auto bad = [&](std::string_view why) {
+    return InvalidArgumentError("expected HOST:PORT such as 127.0.0.1:8765, got \"" +
+                                std::string(address.substr(0, 64)) + "\" (" + std::string(why) + ")");
+  };
+  size_t colon = address.rfind(':');
+  if (colon == std::string_view::npos) return bad("no port");
+  std::string_view host = address.substr(0, colon);
+  std::string_view port = address.substr(colon + 1);
+  if (host.empty()) return bad("no host");
+  if (host.find(':') != std::string_view::npos && !(host.front() == '[' && host.back() == ']')) {
+    return bad("write IPv6 addresses in brackets");
+  }
+  if (port.empty() || port.size() > 5) return bad("bad port");
+  int value = 0;
+  for (char c : port) {
+    if (c < '0' || c > '9') return bad("bad port");
+    value = value * 10 + (c - '0');
+  }
+  if (value > 65535) return bad("port above 65535");
+  return OkStatus();
 }
 
 // Names as ParseLogLevel/ParseLogFormat accept them; logging.h has no public inverse.
@@ -156,6 +185,77 @@ const KeyDef kKeys[] = {
        return OkStatus();
      },
      [](const Config& config) { return std::string(LogFormatText(config.log_format)); }},
+
+    {"server.http", KeyType::kString, "",
+     "HOST:PORT where `engram serve` listens for Streamable HTTP; empty serves stdio",
+     [](const Getenv&) -> Result<std::string> { return std::string(); },
+     [](std::string_view text, const Getenv&, Config& config) -> Status {
+       std::string_view address = StripAsciiWhitespace(text);
+       ENGRAM_RETURN_IF_ERROR(CheckHostPort(address));
+       config.server_http = std::string(address);
+       return OkStatus();
+     },
+     [](const Config& config) { return config.server_http; }},
+
+    {"server.max_body_bytes", KeyType::kInteger, "",
+     "largest HTTP request body accepted, in bytes; larger ones are answered 413",
+     [](const Getenv&) -> Result<std::string> { return std::to_string(kDefaultMaxBodyBytes); },
+     [](std::string_view text, const Getenv&, Config& config) -> Status {
+       ENGRAM_ASSIGN_OR_RETURN(config.max_body_bytes, ParseIntInRange(text, kMinBodyBytes, kMaxBodyBytes));
+       return OkStatus();
+     },
+     [](const Config& config) { return std::to_string(config.max_body_bytes); }},
+
+    {"auth.keys_file", KeyType::kString, "",
+     "path of the API keys file (hashed keys for the HTTP transport; see `engram keys`)",
+     [](const Getenv& getenv) -> Result<std::string> {
+       // Unlike storage.db this is not needed by every command, so no HOME is no error here;
+       // the key commands report the empty path when they need it.
+       std::optional<std::string> dir = XdgDir(getenv, "XDG_CONFIG_HOME", "/.config");
+       if (!dir.has_value()) return std::string();
+       return *dir + "/engram/api_keys.json";
+     },
+     [](std::string_view text, const Getenv& getenv, Config& config) -> Status {
+       if (StripAsciiWhitespace(text).empty()) {
+         config.keys_file.clear();
+         return OkStatus();
+       }
+       ENGRAM_ASSIGN_OR_RETURN(config.keys_file, ExpandHome(text, getenv));
+       return OkStatus();
+     },
+     [](const Config& config) { return config.keys_file; }},
+
+    {"tools.disclosure", KeyType::kString, "",
+     "progressive: tools/list grows with use (beginner, advanced, expert); all: every tool from the start",
+     [](const Getenv&) -> Result<std::string> { return std::string("progressive"); },
+     [](std::string_view text, const Getenv&, Config& config) -> Status {
+       std::string value = AsciiLower(StripAsciiWhitespace(text));
+       if (value != "progressive" && value != "all") {
+         return InvalidArgumentError("unknown disclosure \"" + std::string(text.substr(0, 64)) +
+                                     "\" (expected progressive or all)");
+       }
+       config.tools_disclosure = value;
+       return OkStatus();
+     },
+     [](const Config& config) { return config.tools_disclosure; }},
+
+    {"tools.advanced_after_calls", KeyType::kInteger, "",
+     "successful tool calls after which a session's tools/list adds the advanced tools",
+     [](const Getenv&) -> Result<std::string> { return std::string("3"); },
+     [](std::string_view text, const Getenv&, Config& config) -> Status {
+       ENGRAM_ASSIGN_OR_RETURN(config.tools_advanced_after_calls, ParseIntInRange(text, 0, kMaxToolCalls));
+       return OkStatus();
+     },
+     [](const Config& config) { return std::to_string(config.tools_advanced_after_calls); }},
+
+    {"tools.expert_after_calls", KeyType::kInteger, "",
+     "successful tool calls after which a session's tools/list shows every tool",
+     [](const Getenv&) -> Result<std::string> { return std::string("10"); },
+     [](std::string_view text, const Getenv&, Config& config) -> Status {
+       ENGRAM_ASSIGN_OR_RETURN(config.tools_expert_after_calls, ParseIntInRange(text, 0, kMaxToolCalls));
+       return OkStatus();
+     },
+     [](const Config& config) { return std::to_string(config.tools_expert_after_calls); }},
 };
 
 const KeyDef* FindKey(std::string_view key) {
@@ -421,6 +521,17 @@ Result<Config> LoadConfig(const ConfigInputs& inputs) {
     }
     config.values.push_back(ConfigValue{std::string(def.key), def.show(config), winner.source, winner.origin,
                                         std::string(def.description)});
+  }
+  if (config.tools_expert_after_calls < config.tools_advanced_after_calls) {
+    const ConfigValue* expert = nullptr;
+    for (const ConfigValue& value : config.values) {
+      if (value.key == "tools.expert_after_calls") expert = &value;
+    }
+    std::string where = expert == nullptr || expert->source == ConfigSource::kDefault ? "default" : expert->origin;
+    return InvalidArgumentError(where + ": tools.expert_after_calls (" +
+                                std::to_string(config.tools_expert_after_calls) +
+                                ") must not be below tools.advanced_after_calls (" +
+                                std::to_string(config.tools_advanced_after_calls) + ")");
   }
   return config;
 }

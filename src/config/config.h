@@ -21,6 +21,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <functional>
 #include <optional>
@@ -80,6 +81,16 @@ struct Config {
   std::chrono::milliseconds busy_timeout{10000};  // storage.busy_timeout_ms
   LogLevel log_level = LogLevel::kInfo;           // log.level
   LogFormat log_format = LogFormat::kAuto;        // log.format
+  // server.http: "HOST:PORT" to serve Streamable HTTP by default ("[::1]:8765" for IPv6);
+  // empty serves stdio. Env ENGRAM_SERVER_HTTP.
+  std::string server_http;
+  int64_t max_body_bytes = 4 << 20;  // server.max_body_bytes: larger HTTP request bodies get 413
+  // auth.keys_file, "~/" already expanded. Defaults to $XDG_CONFIG_HOME/engram/api_keys.json
+  // (or $HOME/.config/engram/api_keys.json); empty when neither variable is set.
+  std::string keys_file;
+  std::string tools_disclosure = "progressive";  // tools.disclosure: "progressive" or "all"
+  int64_t tools_advanced_after_calls = 3;        // tools.advanced_after_calls
+  int64_t tools_expert_after_calls = 10;         // tools.expert_after_calls (>= advanced)
 
   // Every known key with its effective value and source, in key-table order.
   std::vector<ConfigValue> values;
@@ -100,9 +111,10 @@ struct Config {
 //     value of the wrong type or an invalid value;
 //   - a known ENGRAM_* variable has an invalid value;
 //   - a flag names an unknown key or has an invalid value.
+//   - tools.expert_after_calls is below tools.advanced_after_calls.
 // kNotFound if an explicit config file does not exist; kUnavailable if a config file exists
 // but cannot be read; kFailedPrecondition if storage.db is needed from its default but
-// neither XDG_DATA_HOME nor HOME is set.
+// neither XDG_DATA_HOME nor HOME is set (auth.keys_file is then left empty instead).
 Result<Config> LoadConfig(const ConfigInputs& inputs);
 
 // `engram config show`: the config file line, then one row per key with KEY, VALUE and

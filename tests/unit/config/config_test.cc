@@ -83,11 +83,22 @@ TEST_F(ConfigTest, DefaultsUseXdgDataHome) {
   EXPECT_EQ(config->config_file, "");  // the default file is missing, and that is fine
   EXPECT_EQ(config->config_file_origin, "");
 
-  ASSERT_EQ(config->values.size(), 5u);
-  const char* keys[] = {"storage.db", "storage.durability", "storage.busy_timeout_ms", "log.level",
-                        "log.format"};
-  const char* values[] = {"/data/xdg/engram/memory.db", "full", "10000", "info", "auto"};
-  for (size_t i = 0; i < 5; ++i) {
+  EXPECT_EQ(config->server_http, "");
+  EXPECT_EQ(config->max_body_bytes, 4194304);
+  EXPECT_EQ(config->keys_file, dir_ + "/home/.config/engram/api_keys.json");
+  EXPECT_EQ(config->tools_disclosure, "progressive");
+  EXPECT_EQ(config->tools_advanced_after_calls, 3);
+  EXPECT_EQ(config->tools_expert_after_calls, 10);
+
+  const std::string keys_file = dir_ + "/home/.config/engram/api_keys.json";
+  const char* keys[] = {"storage.db",      "storage.durability",    "storage.busy_timeout_ms",
+                        "log.level",       "log.format",            "server.http",
+                        "server.max_body_bytes", "auth.keys_file",  "tools.disclosure",
+                        "tools.advanced_after_calls", "tools.expert_after_calls"};
+  const char* values[] = {"/data/xdg/engram/memory.db", "full", "10000", "info", "auto", "",
+                          "4194304", keys_file.c_str(), "progressive", "3", "10"};
+  ASSERT_EQ(config->values.size(), std::size(keys));
+  for (size_t i = 0; i < std::size(keys); ++i) {
     const ConfigValue& value = config->values[i];
     EXPECT_EQ(value.key, keys[i]);
     EXPECT_EQ(value.value, values[i]);
@@ -359,7 +370,12 @@ TEST_F(ConfigTest, UnknownKeyInFileIsAnError) {
   WriteDefaultConfig("[server]\nport = 8080\n");
   config = LoadConfig(Inputs());
   ASSERT_FALSE(config.ok());
-  EXPECT_THAT(config.status().message(), HasSubstr("unknown config key \"server\""));
+  EXPECT_THAT(config.status().message(), HasSubstr("unknown config key \"server.port\""));
+
+  WriteDefaultConfig("[nothing]\nport = 8080\n");
+  config = LoadConfig(Inputs());
+  ASSERT_FALSE(config.ok());
+  EXPECT_THAT(config.status().message(), HasSubstr("unknown config key \"nothing\""));
 
   // A quoted key with a dot is a single TOML key, not storage.db.
   WriteDefaultConfig("\"storage.db\" = \"/x.db\"\n");
@@ -484,7 +500,7 @@ TEST_F(ConfigTest, FormatConfigJson) {
   nlohmann::json json = nlohmann::json::parse(FormatConfigJson(*config), nullptr, false);
   ASSERT_FALSE(json.is_discarded());
   EXPECT_TRUE(json["config_file"].is_null());
-  ASSERT_EQ(json["values"].size(), 5u);
+  ASSERT_EQ(json["values"].size(), 11u);
   EXPECT_EQ(json["values"][0]["key"], "storage.db");
   EXPECT_EQ(json["values"][0]["value"], "/env.db");
   EXPECT_EQ(json["values"][0]["source"], "env");
@@ -493,6 +509,104 @@ TEST_F(ConfigTest, FormatConfigJson) {
   EXPECT_EQ(json["values"][2]["value"], 10000);  // integers stay integers
   EXPECT_EQ(json["values"][2]["source"], "default");
   EXPECT_FALSE(json["values"][2]["description"].get<std::string>().empty());
+}
+
+TEST_F(ConfigTest, ServerAndToolKeysFromFileEnvAndFlags) {
+  std::string path = WriteDefaultConfig(
+      "[server]\n"
+      "http = \"127.0.0.1:9000\"\n"
+      "max_body_bytes = 65536\n"
+      "[tools]\n"
+      "disclosure = \"all\"\n"
+      "advanced_after_calls = 0\n"
+      "expert_after_calls = 0\n");
+  Result<Config> config = LoadConfig(Inputs());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->server_http, "127.0.0.1:9000");
+  EXPECT_EQ(config->max_body_bytes, 65536);
+  EXPECT_EQ(config->tools_disclosure, "all");
+  EXPECT_EQ(config->tools_advanced_after_calls, 0);
+  EXPECT_EQ(config->tools_expert_after_calls, 0);
+  EXPECT_EQ(ValueOf(*config, "server.http").origin, path);
+
+  env_["ENGRAM_SERVER_HTTP"] = "[::1]:8765";
+  env_["ENGRAM_TOOLS_DISCLOSURE"] = "Progressive";
+  ConfigInputs inputs = Inputs();
+  inputs.flags.push_back({"tools.expert_after_calls", "7", "--set"});
+  inputs.flags.push_back({"tools.advanced_after_calls", "5", "--set"});
+  config = LoadConfig(inputs);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->server_http, "[::1]:8765");
+  EXPECT_EQ(ValueOf(*config, "server.http").origin, "ENGRAM_SERVER_HTTP");
+  EXPECT_EQ(config->tools_disclosure, "progressive");
+  EXPECT_EQ(config->tools_advanced_after_calls, 5);
+  EXPECT_EQ(config->tools_expert_after_calls, 7);
+}
+
+TEST_F(ConfigTest, ServerHttpMustBeHostAndPort) {
+  for (const char* bad : {"8765", "localhost", ":8765", "127.0.0.1:", "127.0.0.1:70000", "127.0.0.1:80a",
+                          "::1:8765"}) {
+    env_["ENGRAM_SERVER_HTTP"] = bad;
+    Result<Config> config = LoadConfig(Inputs());
+    ASSERT_FALSE(config.ok()) << bad;
+    EXPECT_EQ(config.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_THAT(config.status().message(), HasSubstr("ENGRAM_SERVER_HTTP: server.http: expected HOST:PORT"));
+  }
+  env_["ENGRAM_SERVER_HTTP"] = "0.0.0.0:0";
+  Result<Config> config = LoadConfig(Inputs());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->server_http, "0.0.0.0:0");
+}
+
+TEST_F(ConfigTest, InvalidServerAndToolValuesAreErrors) {
+  ConfigInputs inputs = Inputs();
+  inputs.flags.push_back({"server.max_body_bytes", "12", "--set"});
+  Result<Config> config = LoadConfig(inputs);
+  ASSERT_FALSE(config.ok());
+  EXPECT_THAT(config.status().message(), HasSubstr("--set: server.max_body_bytes: must be between 1024 and"));
+
+  inputs = Inputs();
+  inputs.flags.push_back({"tools.disclosure", "some", "--set"});
+  config = LoadConfig(inputs);
+  ASSERT_FALSE(config.ok());
+  EXPECT_THAT(config.status().message(),
+              HasSubstr("tools.disclosure: unknown disclosure \"some\" (expected progressive or all)"));
+
+  inputs = Inputs();
+  inputs.flags.push_back({"tools.advanced_after_calls", "-1", "--set"});
+  config = LoadConfig(inputs);
+  ASSERT_FALSE(config.ok());
+  EXPECT_THAT(config.status().message(), HasSubstr("tools.advanced_after_calls: must be between 0 and"));
+
+  inputs = Inputs();
+  inputs.flags.push_back({"tools.expert_after_calls", "2", "--set"});
+  config = LoadConfig(inputs);
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(config.status().message(),
+              HasSubstr("--set: tools.expert_after_calls (2) must not be below tools.advanced_after_calls (3)"));
+}
+
+TEST_F(ConfigTest, KeysFileDefaultsToXdgConfigHomeAndExpandsTilde) {
+  env_["XDG_CONFIG_HOME"] = "/conf";
+  Result<Config> config = LoadConfig(Inputs());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->keys_file, "/conf/engram/api_keys.json");
+
+  env_["XDG_CONFIG_HOME"] = "";
+  env_["ENGRAM_AUTH_KEYS_FILE"] = "~/secrets/keys.json";
+  config = LoadConfig(Inputs());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->keys_file, dir_ + "/home/secrets/keys.json");
+  EXPECT_EQ(ValueOf(*config, "auth.keys_file").value, dir_ + "/home/secrets/keys.json");
+}
+
+TEST_F(ConfigTest, KeysFileIsEmptyWithoutHome) {
+  env_.clear();
+  env_["ENGRAM_DB"] = "/tmp/x.db";
+  Result<Config> config = LoadConfig(Inputs());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->keys_file, "");
 }
 
 }  // namespace

@@ -1,0 +1,137 @@
+// Resources (DESIGN §7): every episode as engram://episodes/{episode_id}, listed newest
+// first with keyset paging, and the pattern template engram://patterns/{pattern_id},
+// which has nothing behind it until the learning pipeline exists.
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "common/ids.h"
+#include "common/strings.h"
+#include "common/time_format.h"
+#include "model/episode_json.h"
+#include "mcp/tools/builtin_tools.h"
+
+namespace engram::mcp {
+namespace {
+
+constexpr std::string_view kEpisodePrefix = "engram://episodes/";
+constexpr std::string_view kPatternPrefix = "engram://patterns/";
+constexpr size_t kNameChars = 80;
+
+std::string Describe(const Episode& e) {
+  std::string state = e.outcome ? std::string(OutcomeKindName(e.outcome->kind)) : "in progress";
+  std::string d = std::string(TaskTypeName(e.task_type)) + " in " + e.context.domain + ", " + state;
+  if (e.reward) {
+    char reward[32];
+    std::snprintf(reward, sizeof reward, "%.2f", e.reward->total);
+    d += ", reward " + std::string(reward);
+  }
+  return d + ", started " + FormatTimestamp(e.start_time);
+}
+
+// Thread-safe: holds only the (thread-safe) Memory.
+class EpisodeResources final : public ResourceProvider {
+ public:
+  explicit EpisodeResources(Memory& memory) : memory_(memory) {}
+
+  Result<ResourcePage> List(const std::string& cursor, size_t limit, const Principal& principal) override {
+    EpisodeFilter filter;
+    if (!cursor.empty()) {
+      if (!IsUuid(cursor)) return InvalidArgumentError("cursor: not a cursor this server issued");
+      filter.before_id = cursor;
+    }
+    if (limit == 0) limit = 100;
+    if (principal.allowed_domains.size() == 1) {
+      filter.domain = principal.allowed_domains.front();
+      filter.limit = limit + 1;
+    } else if (principal.allowed_domains.empty()) {
+      filter.limit = limit + 1;
+    }
+    // Otherwise the stream is unbounded and filtered here; it stops once the page is full.
+    ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<EpisodeStream> stream, memory_.ListEpisodes(filter));
+    ResourcePage page;
+    for (;;) {
+      ENGRAM_ASSIGN_OR_RETURN(std::optional<Episode> e, stream->Next());
+      if (!e) break;
+      if (!principal.MayAccessDomain(e->context.domain)) continue;
+      if (page.resources.size() == limit) {
+        // There is at least one more: the next page starts after the last one listed.
+        page.next_cursor = page.resources.back().uri.substr(kEpisodePrefix.size());
+        break;
+      }
+      ResourceEntry entry;
+      entry.uri = std::string(kEpisodePrefix) + e->episode_id;
+      entry.name = Ellipsize(e->task_description, kNameChars);
+      entry.title = entry.name;
+      entry.description = Describe(*e);
+      entry.mime_type = "application/json";
+      page.resources.push_back(std::move(entry));
+    }
+    return page;
+  }
+
+  std::vector<Json> Templates() const override {
+    return {Json{{"uriTemplate", std::string(kEpisodePrefix) + "{episode_id}"},
+                 {"name", "episode"},
+                 {"title", "Episode"},
+                 {"description",
+                  "One recorded task as JSON: context, steps with results, outcome, reward and reflection."},
+                 {"mimeType", "application/json"}}};
+  }
+
+  bool Owns(std::string_view uri) const override { return uri.starts_with(kEpisodePrefix); }
+
+  Result<std::vector<ResourceContents>> Read(std::string_view uri, const Principal& principal) override {
+    std::string id(uri.substr(kEpisodePrefix.size()));
+    // A malformed id, a missing episode and another domain's episode read alike.
+    if (!IsUuid(id)) return NotFoundError("no episode at " + std::string(uri));
+    Result<Episode> e = memory_.GetEpisode(id);
+    if (!e.ok()) {
+      if (e.status().code() == StatusCode::kNotFound) return NotFoundError("no episode at " + std::string(uri));
+      return e.status();
+    }
+    if (!principal.MayAccessDomain(e->context.domain)) return NotFoundError("no episode at " + std::string(uri));
+    ResourceContents c;
+    c.uri = std::string(uri);
+    c.mime_type = "application/json";
+    c.text = EpisodeToJson(*e).dump(2, ' ', false, Json::error_handler_t::replace);
+    return std::vector<ResourceContents>{std::move(c)};
+  }
+
+ private:
+  Memory& memory_;
+};
+
+// Patterns arrive with the learning pipeline; the template is announced now so clients
+// see the URI scheme, and every read answers kNotFound saying why.
+class PatternResources final : public ResourceProvider {
+ public:
+  Result<ResourcePage> List(const std::string& cursor, size_t, const Principal&) override {
+    if (!cursor.empty()) return InvalidArgumentError("cursor: not a cursor this server issued");
+    return ResourcePage{};
+  }
+
+  std::vector<Json> Templates() const override {
+    return {Json{{"uriTemplate", std::string(kPatternPrefix) + "{pattern_id}"},
+                 {"name", "pattern"},
+                 {"title", "Pattern"},
+                 {"description", "A pattern learned from episodes (none exist until the learning pipeline runs)."},
+                 {"mimeType", "application/json"}}};
+  }
+
+  bool Owns(std::string_view uri) const override { return uri.starts_with(kPatternPrefix); }
+
+  Result<std::vector<ResourceContents>> Read(std::string_view uri, const Principal&) override {
+    return NotFoundError("no pattern at " + std::string(uri) + ": patterns arrive with the learning pipeline");
+  }
+};
+
+}  // namespace
+
+void AddMemoryResources(McpServer& server, Memory& memory) {
+  server.AddResourceProvider(std::make_unique<EpisodeResources>(memory));
+  server.AddResourceProvider(std::make_unique<PatternResources>());
+}
+
+}  // namespace engram::mcp
