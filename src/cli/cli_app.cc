@@ -9,7 +9,7 @@
 
 #include "cli/output.h"
 #include "common/logging.h"
-#include "engram/sqlite_backend.h"
+#include "server/open_store.h"
 #include "server/serve.h"
 
 #ifndef ENGRAM_VERSION
@@ -40,11 +40,7 @@ Result<const Config*> Session::config() {
 Result<Memory*> Session::memory() {
   if (memory_) return memory_.get();
   ENGRAM_ASSIGN_OR_RETURN(const Config* config, this->config());
-  SqliteOptions options;
-  options.path = config->db_path;
-  options.durability = config->durability;
-  options.busy_timeout = config->busy_timeout;
-  Result<std::unique_ptr<StorageBackend>> store = OpenSqliteBackend(options);
+  Result<std::unique_ptr<StorageBackend>> store = server::OpenStore(*config);
   if (!store.ok()) return store.status();
   store_ = *std::move(store);
   memory_ = std::make_unique<Memory>(*store_, SystemClock(), /*events=*/nullptr);

@@ -9,9 +9,9 @@
 #include "common/logging.h"
 #include "core/event_bus.h"
 #include "engram/memory.h"
-#include "engram/sqlite_backend.h"
 #include "mcp/auth.h"
 #include "mcp/server.h"
+#include "server/open_store.h"
 #include "server/register_builtins.h"
 #include "transport/http_transport.h"
 #include "transport/stdio_transport.h"
@@ -63,11 +63,7 @@ Status Serve(const Config& config, const ServeOptions& options) {
   sigaddset(&signals, SIGTERM);
   if (options.http) pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  SqliteOptions store_options;
-  store_options.path = config.db_path;
-  store_options.durability = config.durability;
-  store_options.busy_timeout = config.busy_timeout;
-  ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<StorageBackend> store, OpenSqliteBackend(store_options));
+  ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<StorageBackend> store, OpenStore(config));
   EventBus events(kEventQueueCapacity);
   Memory memory(*store, SystemClock(), &events);
 
