@@ -37,7 +37,14 @@ ENGRAM_HTTP ?= 127.0.0.1:8765
 run: build
 	@$(BUILD_DIR)/engram serve --http $(ENGRAM_HTTP)
 
+# The PostgreSQL cases run against a throwaway cluster (scripts/pg-test-cluster: initdb in a
+# temp folder, Unix socket only), stopped and removed afterwards even when tests fail.
 test: build
+	@pgdir=$$(mktemp -d /tmp/engram-pg.XXXXXX) && \
+	trap "$(CURDIR)/scripts/pg-test-cluster stop $$pgdir >/dev/null 2>&1; rm -rf $$pgdir" EXIT && \
+	trap 'exit 130' INT TERM && \
+	ENGRAM_TEST_PG="$$($(CURDIR)/scripts/pg-test-cluster start $$pgdir)" && export ENGRAM_TEST_PG && \
+	echo "PostgreSQL for tests: $$ENGRAM_TEST_PG" && \
 	cd $(BUILD_DIR) && ctest --output-on-failure -j$(JOBS) --timeout 600
 	$(MAKE) --no-print-directory fuzz
 
@@ -58,6 +65,7 @@ test-asan: $(DEPS_STAMP)
 
 bench: build
 	$(BUILD_DIR)/bench/core_bench --benchmark_counters_tabular=true
+	bench/mcp/run.sh $(BUILD_DIR)/engram
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR)

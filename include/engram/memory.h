@@ -7,6 +7,12 @@
 //   // done.reward, done.reflection are set and stored.
 //
 // Every input is validated before anything is written; a call that fails writes nothing.
+//
+// With a Redactor (core/redaction.h), every text that enters the store passes it first:
+// task description, context, tags, metadata values, tool, action, step parameter values,
+// output and message, and the outcome's verdict, reason, error details and item lists. The
+// original never reaches the store, its FTS index or the events. Reflections are derived
+// from the redacted episode.
 #pragma once
 
 #include <memory>
@@ -23,6 +29,7 @@
 namespace engram {
 
 class EventBus;
+class Redactor;
 
 struct NewEpisode {
   std::string task_description;  // required, 1..10,000 characters
@@ -46,24 +53,35 @@ struct NewStep {
 class Memory {
  public:
   // `storage` and `clock` must outlive *this. `events` may be null (no events published).
+  // Texts are stored as given.
   Memory(StorageBackend& storage, Clock& clock, EventBus* events);
+  // As above, and every text passes `redactor` before it is stored (see the file comment).
+  // `redactor` may be null (texts stored as given). In RedactionMode::kReject a write
+  // holding a secret fails with kInvalidArgument and stores nothing.
+  Memory(StorageBackend& storage, Clock& clock, EventBus* events, std::unique_ptr<const Redactor> redactor);
   Memory(const Memory&) = delete;
   Memory& operator=(const Memory&) = delete;
+  ~Memory();
 
   // Starts an episode and returns its id (a UUIDv7).
-  // Errors: kInvalidArgument naming the bad field; storage errors unchanged.
+  // Errors: kInvalidArgument naming the bad field, or (reject mode) the field holding a
+  // secret and the kind of secret, e.g. "task_description: holds a secret (github_token)";
+  // storage errors unchanged.
   Result<std::string> CreateEpisode(NewEpisode episode);
 
   // Appends a step and returns its number.
-  // Errors: kInvalidArgument (bad field or id); kNotFound; kFailedPrecondition (the
-  // episode is completed); kAlreadyExists (number taken); kResourceExhausted (a limit).
+  // Errors: kInvalidArgument (bad field or id; in reject mode a field holding a secret,
+  // e.g. "result.output" or "parameters.headers.Authorization"); kNotFound;
+  // kFailedPrecondition (the episode is completed); kAlreadyExists (number taken);
+  // kResourceExhausted (a limit).
   Result<int> AddStep(std::string_view episode_id, NewStep step);
 
   // Ends the episode: sets its end time and outcome, computes reward and reflection,
   // stores all of it in one transaction, then publishes Completed and
   // ReflectionGenerated. Returns the completed episode with its steps.
-  // Errors: kInvalidArgument (bad outcome); kNotFound; kFailedPrecondition (already
-  // completed); storage errors unchanged (and then nothing is marked completed).
+  // Errors: kInvalidArgument (bad outcome; in reject mode an outcome field holding a
+  // secret); kNotFound; kFailedPrecondition (already completed); storage errors unchanged
+  // (and then nothing is marked completed).
   Result<Episode> CompleteEpisode(std::string_view episode_id, Outcome outcome);
 
   // Errors: kInvalidArgument (not an episode id); kNotFound.
@@ -82,6 +100,7 @@ class Memory {
   StorageBackend& storage_;
   Clock& clock_;
   EventBus* const events_;  // may be null
+  const std::unique_ptr<const Redactor> redactor_;  // may be null: no redaction
 };
 
 // Validation shared by every way in (CLI, MCP tools): kInvalidArgument naming the field.

@@ -9,6 +9,7 @@
 
 #include "cli/output.h"
 #include "common/logging.h"
+#include "core/redaction.h"
 #include "server/open_store.h"
 #include "server/serve.h"
 
@@ -28,6 +29,7 @@ Result<const Config*> Session::config() {
   }
   // Dedicated flags come after --set so they win, whatever the order typed.
   if (options_.db) inputs.flags.push_back({"storage.db", *options_.db, "--db"});
+  if (options_.store) inputs.flags.push_back({"storage.url", *options_.store, "--store"});
   if (options_.durability) inputs.flags.push_back({"storage.durability", *options_.durability, "--durability"});
   if (options_.log_level) inputs.flags.push_back({"log.level", *options_.log_level, "--log-level"});
   if (options_.log_format) inputs.flags.push_back({"log.format", *options_.log_format, "--log-format"});
@@ -43,7 +45,7 @@ Result<Memory*> Session::memory() {
   Result<std::unique_ptr<StorageBackend>> store = server::OpenStore(*config);
   if (!store.ok()) return store.status();
   store_ = *std::move(store);
-  memory_ = std::make_unique<Memory>(*store_, SystemClock(), /*events=*/nullptr);
+  memory_ = std::make_unique<Memory>(*store_, SystemClock(), /*events=*/nullptr, NewRedactor(config->redaction));
   return memory_.get();
 }
 
@@ -125,6 +127,8 @@ int RunCli(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();  // global options may come after the subcommand too
   app.add_option("--db", options.db, "Database file (storage.db; env ENGRAM_DB)");
+  app.add_option("--store", options.store,
+                 "PostgreSQL URL postgres://user@host/db instead of the SQLite file (storage.url; env ENGRAM_STORE)");
   app.add_option("--config", options.config_file, "Config file (TOML; env ENGRAM_CONFIG)");
   app.add_option("--durability", options.durability, "full (fsync every commit) or normal");
   app.add_option("--log-level", options.log_level, "trace, debug, info, warn, error or off");

@@ -21,6 +21,7 @@ namespace engram::cli {
 
 struct GlobalOptions {
   std::optional<std::string> db;
+  std::optional<std::string> store;  // --store postgres://... (storage.url)
   std::optional<std::string> config_file;
   std::optional<std::string> durability;
   std::optional<std::string> log_level;

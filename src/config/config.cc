@@ -26,6 +26,9 @@ constexpr int64_t kDefaultMaxBodyBytes = 4 << 20;
 constexpr int64_t kMinBodyBytes = 1024;
 constexpr int64_t kMaxBodyBytes = int64_t{1} << 30;
 constexpr int64_t kMaxToolCalls = 1'000'000'000;
+constexpr int64_t kMaxCacheEntries = 100'000'000;
+constexpr int64_t kMaxCacheTtlSeconds = 365 * 24 * 3600;
+constexpr int64_t kMaxPoolSize = 1000;
 
 // What a TOML value must be; environment and flag values are text parsed per key.
 enum class KeyType { kString, kInteger };
@@ -108,6 +111,34 @@ Status CheckHostPort(std::string_view address) {
   return OkStatus();
 }
 
+// `url` with the password of its user info ("postgres://me:secret@host") and any
+// `password=` query parameter replaced by "********", for `config show`.
+std::string MaskUrlPassword(std::string_view url) {
+  std::string out(url);
+  size_t scheme = out.find("://");
+  if (scheme != std::string::npos) {
+    size_t start = scheme + 3;
+    size_t end = out.find_first_of("/?#", start);
+    if (end == std::string::npos) end = out.size();
+    size_t at = out.rfind('@', end);
+    if (at != std::string::npos && at >= start) {
+      size_t colon = out.find(':', start);
+      if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "********");
+    }
+  }
+  size_t query = out.find('?');
+  for (size_t pos = query; pos != std::string::npos && pos < out.size(); pos = out.find('&', pos + 1)) {
+    std::string_view param = std::string_view(out).substr(pos + 1);
+    if (param.starts_with("password=")) {
+      size_t value = pos + 1 + 9;
+      size_t value_end = out.find('&', value);
+      if (value_end == std::string::npos) value_end = out.size();
+      out.replace(value, value_end - value, "********");
+    }
+  }
+  return out;
+}
+
 // Names as ParseLogLevel/ParseLogFormat accept them; logging.h has no public inverse.
 std::string_view LogLevelText(LogLevel level) {
   switch (level) {
@@ -167,6 +198,79 @@ const KeyDef kKeys[] = {
        return OkStatus();
      },
      [](const Config& config) { return std::to_string(config.busy_timeout.count()); }},
+
+    {"storage.url", KeyType::kString, "ENGRAM_STORE",
+     "postgres://user@host/db to keep memory in PostgreSQL instead of storage.db; empty: SQLite",
+     [](const Getenv&) -> Result<std::string> { return std::string(); },
+     [](std::string_view text, const Getenv&, Config& config) -> Status {
+       std::string_view url = StripAsciiWhitespace(text);
+       // The value may hold a password: errors never repeat it.
+       if (!url.empty() && !url.starts_with("postgres://") && !url.starts_with("postgresql://")) {
+         return InvalidArgumentError(
+             "expected a postgres:// or postgresql:// URL, or empty for the SQLite file in storage.db");
+       }
+       config.store_url = std::string(url);
+       return OkStatus();
+     },
+     [](const Config& config) { return MaskUrlPassword(config.store_url); }},
+
+    {"storage.password_file", KeyType::kString, "",
+     "file whose first line is the PostgreSQL password (else the URL's, PGPASSWORD or ~/.pgpass)",
+     [](const Getenv&) -> Result<std::string> { return std::string(); },
+     [](std::string_view text, const Getenv& getenv, Config& config) -> Status {
+       if (StripAsciiWhitespace(text).empty()) {
+         config.password_file.clear();
+         return OkStatus();
+       }
+       ENGRAM_ASSIGN_OR_RETURN(config.password_file, ExpandHome(text, getenv));
+       return OkStatus();
+     },
+     [](const Config& config) { return config.password_file; }},
+
+    {"storage.pool_size", KeyType::kInteger, "",
+     "PostgreSQL connections each engram process keeps at most; more callers wait for one",
+     [](const Getenv&) -> Result<std::string> { return std::string("10"); },
+     [](std::string_view text, const Getenv&, Config& config) -> Status {
+       ENGRAM_ASSIGN_OR_RETURN(config.pool_size, ParseIntInRange(text, 1, kMaxPoolSize));
+       return OkStatus();
+     },
+     [](const Config& config) { return std::to_string(config.pool_size); }},
+
+    {"cache.enabled", KeyType::kString, "",
+     "\"true\": keep recently read episodes in an LMDB cache beside the store, shared by every engram "
+     "process (every writer of the store must use it); \"false\": read the store every time",
+     [](const Getenv&) -> Result<std::string> { return std::string("true"); },
+     [](std::string_view text, const Getenv&, Config& config) -> Status {
+       std::string value = AsciiLower(StripAsciiWhitespace(text));
+       if (value == "true" || value == "1" || value == "yes" || value == "on") {
+         config.cache_enabled = true;
+       } else if (value == "false" || value == "0" || value == "no" || value == "off") {
+         config.cache_enabled = false;
+       } else {
+         return InvalidArgumentError("expected \"true\" or \"false\", got \"" + std::string(text.substr(0, 64)) + "\"");
+       }
+       return OkStatus();
+     },
+     [](const Config& config) { return std::string(config.cache_enabled ? "true" : "false"); }},
+
+    {"cache.max_entries", KeyType::kInteger, "",
+     "most episodes the cache keeps; past it the least recently used go (0: only its size bound applies)",
+     [](const Getenv&) -> Result<std::string> { return std::string("10000"); },
+     [](std::string_view text, const Getenv&, Config& config) -> Status {
+       ENGRAM_ASSIGN_OR_RETURN(config.cache_max_entries, ParseIntInRange(text, 0, kMaxCacheEntries));
+       return OkStatus();
+     },
+     [](const Config& config) { return std::to_string(config.cache_max_entries); }},
+
+    {"cache.ttl_seconds", KeyType::kInteger, "",
+     "seconds a cached episode is served before it is read from the store again (0: until a write changes it)",
+     [](const Getenv&) -> Result<std::string> { return std::string("3600"); },
+     [](std::string_view text, const Getenv&, Config& config) -> Status {
+       ENGRAM_ASSIGN_OR_RETURN(int64_t seconds, ParseIntInRange(text, 0, kMaxCacheTtlSeconds));
+       config.cache_ttl = std::chrono::seconds(seconds);
+       return OkStatus();
+     },
+     [](const Config& config) { return std::to_string(config.cache_ttl.count()); }},
 
     {"log.level", KeyType::kString, "",
      "least severe log level written to stderr: trace, debug, info, warn, error or off",
@@ -256,6 +360,116 @@ const KeyDef kKeys[] = {
        return OkStatus();
      },
      [](const Config& config) { return std::to_string(config.tools_expert_after_calls); }},
+
+    {"sandbox.enabled", KeyType::kString, "",
+     "\"true\": offer execute_code (expert tier) when every sandbox layer works on this host; \"false\": never",
+     [](const Getenv&) -> Result<std::string> { return std::string("true"); },
+     [](std::string_view text, const Getenv&, Config& config) -> Status {
+       std::string value = AsciiLower(StripAsciiWhitespace(text));
+       if (value == "true" || value == "1" || value == "yes" || value == "on") {
+         config.sandbox_enabled = true;
+       } else if (value == "false" || value == "0" || value == "no" || value == "off") {
+         config.sandbox_enabled = false;
+       } else {
+         return InvalidArgumentError("expected \"true\" or \"false\", got \"" + std::string(text.substr(0, 64)) + "\"");
+       }
+       return OkStatus();
+     },
+     [](const Config& config) { return std::string(config.sandbox_enabled ? "true" : "false"); }},
+
+    {"sandbox.max_timeout_ms", KeyType::kInteger, "",
+     "largest wall-clock limit an execute_code call may ask for, in milliseconds",
+     [](const Getenv&) -> Result<std::string> { return std::string("30000"); },
+     [](std::string_view text, const Getenv&, Config& config) -> Status {
+       ENGRAM_ASSIGN_OR_RETURN(config.sandbox_max_timeout_ms, ParseIntInRange(text, 100, 600000));
+       return OkStatus();
+     },
+     [](const Config& config) { return std::to_string(config.sandbox_max_timeout_ms); }},
+
+    {"sandbox.max_memory_mb", KeyType::kInteger, "",
+     "largest memory limit an execute_code call may ask for, in MiB",
+     [](const Getenv&) -> Result<std::string> { return std::string("512"); },
+     [](std::string_view text, const Getenv&, Config& config) -> Status {
+       ENGRAM_ASSIGN_OR_RETURN(config.sandbox_max_memory_mb, ParseIntInRange(text, 16, 65536));
+       return OkStatus();
+     },
+     [](const Config& config) { return std::to_string(config.sandbox_max_memory_mb); }},
+
+    {"redaction.enabled", KeyType::kString, "",
+     "\"true\": secrets in stored text are redacted (or refused, see redaction.mode); \"false\": stored as given",
+     [](const Getenv&) -> Result<std::string> { return std::string("true"); },
+     [](std::string_view text, const Getenv&, Config& config) -> Status {
+       std::string value = AsciiLower(StripAsciiWhitespace(text));
+       if (value == "true" || value == "1" || value == "yes" || value == "on") {
+         config.redaction.enabled = true;
+       } else if (value == "false" || value == "0" || value == "no" || value == "off") {
+         config.redaction.enabled = false;
+       } else {
+         return InvalidArgumentError("expected \"true\" or \"false\", got \"" + std::string(text.substr(0, 64)) + "\"");
+       }
+       return OkStatus();
+     },
+     [](const Config& config) { return std::string(config.redaction.enabled ? "true" : "false"); }},
+
+    {"redaction.mode", KeyType::kString, "",
+     "redact: replace each secret with [REDACTED:kind]; reject: refuse the write, naming the field and the kind",
+     [](const Getenv&) -> Result<std::string> { return std::string("redact"); },
+     [](std::string_view text, const Getenv&, Config& config) -> Status {
+       std::string value = AsciiLower(StripAsciiWhitespace(text));
+       if (value == "redact") {
+         config.redaction.mode = RedactionMode::kRedact;
+       } else if (value == "reject") {
+         config.redaction.mode = RedactionMode::kReject;
+       } else {
+         return InvalidArgumentError("expected redact or reject, got \"" + std::string(text.substr(0, 64)) + "\"");
+       }
+       return OkStatus();
+     },
+     [](const Config& config) { return std::string(RedactionModeName(config.redaction.mode)); }},
+
+    {"redaction.allow", KeyType::kString, "",
+     "comma-separated exact texts never redacted, e.g. documentation example keys",
+     [](const Getenv&) -> Result<std::string> { return std::string(); },
+     [](std::string_view text, const Getenv&, Config& config) -> Status {
+       config.redaction.allow = SplitAndTrim(text, ',');
+       return OkStatus();
+     },
+     [](const Config& config) {
+       std::string out;
+       for (const std::string& entry : config.redaction.allow) out += (out.empty() ? "" : ",") + entry;
+       return out;
+     }},
+
+    {"redaction.extra_patterns", KeyType::kString, "",
+     "comma-separated KIND:PREFIX token shapes to redact too, e.g. acme_key:acme_live_ (PREFIX + 8 or more of "
+     "[A-Za-z0-9_-])",
+     [](const Getenv&) -> Result<std::string> { return std::string(); },
+     [](std::string_view text, const Getenv&, Config& config) -> Status {
+       std::vector<ExtraSecretPrefix> extras;
+       for (const std::string& entry : SplitAndTrim(text, ',')) {
+         size_t colon = entry.find(':');
+         std::string kind = colon == std::string::npos ? std::string() : entry.substr(0, colon);
+         std::string prefix = colon == std::string::npos ? std::string() : entry.substr(colon + 1);
+         bool kind_ok = !kind.empty() && kind.size() <= 64 &&
+                        std::all_of(kind.begin(), kind.end(), [](char c) {
+                          return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+                        });
+         if (!kind_ok || prefix.empty()) {
+           return InvalidArgumentError("expected KIND:PREFIX entries with KIND of [a-z0-9_], got \"" +
+                                       entry.substr(0, 64) + "\"");
+         }
+         extras.push_back(ExtraSecretPrefix{std::move(kind), std::move(prefix)});
+       }
+       config.redaction.extra_prefixes = std::move(extras);
+       return OkStatus();
+     },
+     [](const Config& config) {
+       std::string out;
+       for (const ExtraSecretPrefix& e : config.redaction.extra_prefixes) {
+         out += (out.empty() ? "" : ",") + e.kind + ":" + e.prefix;
+       }
+       return out;
+     }},
 };
 
 const KeyDef* FindKey(std::string_view key) {

@@ -33,6 +33,7 @@
 #include "engram/storage.h"
 
 #include "common/logging.h"
+#include "core/redaction.h"
 
 namespace engram {
 
@@ -79,6 +80,19 @@ struct Config {
   std::string db_path;                            // storage.db, "~/" already expanded
   Durability durability = Durability::kFull;      // storage.durability
   std::chrono::milliseconds busy_timeout{10000};  // storage.busy_timeout_ms
+  // storage.url: a postgres:// or postgresql:// URL stores memory in that PostgreSQL database
+  // instead of the SQLite file (storage.db); empty: SQLite. Env ENGRAM_STORE, flag --store.
+  // May hold a password: show it only through `config show` (which masks it).
+  std::string store_url;
+  // storage.password_file, "~/" already expanded: the PostgreSQL password is the file's first
+  // line; wins over a password in storage.url and PGPASSWORD. Empty: none.
+  std::string password_file;
+  int64_t pool_size = 10;  // storage.pool_size: PostgreSQL connections per process
+  // cache.enabled ("true"/"false"), cache.max_entries, cache.ttl_seconds: the LMDB cache in
+  // front of the store (storage/lmdb), in the folder storage.db + ".cache".
+  bool cache_enabled = true;
+  int64_t cache_max_entries = 10000;
+  std::chrono::seconds cache_ttl{3600};
   LogLevel log_level = LogLevel::kInfo;           // log.level
   LogFormat log_format = LogFormat::kAuto;        // log.format
   // server.http: "HOST:PORT" to serve Streamable HTTP by default ("[::1]:8765" for IPv6);
@@ -91,6 +105,15 @@ struct Config {
   std::string tools_disclosure = "progressive";  // tools.disclosure: "progressive" or "all"
   int64_t tools_advanced_after_calls = 3;        // tools.advanced_after_calls
   int64_t tools_expert_after_calls = 10;         // tools.expert_after_calls (>= advanced)
+  // sandbox.enabled ("true"/"false"): offer execute_code where every sandbox layer works.
+  bool sandbox_enabled = true;
+  int64_t sandbox_max_timeout_ms = 30000;  // sandbox.max_timeout_ms: cap on execute_code's timeout_ms
+  int64_t sandbox_max_memory_mb = 512;     // sandbox.max_memory_mb: cap on execute_code's memory_mb
+  // redaction.enabled ("true"/"false"), redaction.mode ("redact"/"reject"),
+  // redaction.allow (comma-separated exact texts never redacted) and
+  // redaction.extra_patterns (comma-separated KIND:PREFIX token shapes): what Memory does
+  // with secrets in the texts it stores (core/redaction.h).
+  RedactionOptions redaction;
 
   // Every known key with its effective value and source, in key-table order.
   std::vector<ConfigValue> values;

@@ -1,8 +1,11 @@
 #include "engram/memory.h"
 
+#include <nlohmann/json.hpp>
+
 #include "common/ids.h"
 #include "common/logging.h"
 #include "core/event_bus.h"
+#include "core/redaction.h"
 #include "core/reflection.h"
 #include "core/reward.h"
 #include "model/episode_json.h"
@@ -10,6 +13,103 @@
 
 namespace engram {
 namespace {
+
+// ---- redaction ------------------------------------------------------------------------
+// Every Scrub* runs after validation and before anything is written, so in reject mode a
+// refused write leaves nothing behind. The error names the field and the kind of secret,
+// never the secret itself.
+
+Status SecretRejected(std::string_view field, std::string_view kind) {
+  return InvalidArgumentError(std::string(field) + ": holds a secret (" + std::string(kind) +
+                              "); engram does not store secrets (redaction.mode = reject): remove it or put a "
+                              "placeholder such as $TOKEN in its place");
+}
+
+Status Scrub(const Redactor* redactor, std::string& text, std::string_view field) {
+  if (redactor == nullptr) return OkStatus();
+  if (redactor->mode() == RedactionMode::kReject) {
+    std::vector<SecretFinding> findings = redactor->Find(text);
+    if (!findings.empty()) return SecretRejected(field, findings.front().kind);
+    return OkStatus();
+  }
+  redactor->RedactInPlace(text);
+  return OkStatus();
+}
+
+Status Scrub(const Redactor* redactor, std::optional<std::string>& text, std::string_view field) {
+  if (!text) return OkStatus();
+  return Scrub(redactor, *text, field);
+}
+
+Status Scrub(const Redactor* redactor, std::vector<std::string>& items, std::string_view field) {
+  for (size_t i = 0; i < items.size(); ++i) {
+    ENGRAM_RETURN_IF_ERROR(Scrub(redactor, items[i], std::string(field) + "[" + std::to_string(i) + "]"));
+  }
+  return OkStatus();
+}
+
+// Walks a JSON value: a string is scanned like any text, and is a secret as a whole when
+// its key is secret-looking ({"password": "hunter2"}, {"Authorization": "Bearer x"}).
+// Sets `changed` when a value was replaced.
+Status ScrubJsonValue(const Redactor& redactor, nlohmann::json& j, const std::string& path, std::string_view key,
+                      bool& changed) {
+  if (j.is_string()) {
+    std::string& s = j.get_ref<std::string&>();
+    std::vector<SecretFinding> findings = redactor.Find(s);
+    std::optional<std::string_view> named;
+    if (findings.empty() && !key.empty()) named = redactor.KindOfNamedValue(key, s);
+    if (findings.empty() && !named) return OkStatus();
+    if (redactor.mode() == RedactionMode::kReject) {
+      return SecretRejected(path, findings.empty() ? *named : findings.front().kind);
+    }
+    if (named) {
+      s = RedactionMarker(*named);
+    } else {
+      redactor.RedactInPlace(s);
+    }
+    changed = true;
+  } else if (j.is_object()) {
+    for (auto& [k, v] : j.items()) {
+      ENGRAM_RETURN_IF_ERROR(ScrubJsonValue(redactor, v, path + "." + k, k, changed));
+    }
+  } else if (j.is_array()) {
+    for (size_t i = 0; i < j.size(); ++i) {
+      ENGRAM_RETURN_IF_ERROR(ScrubJsonValue(redactor, j[i], path + "[" + std::to_string(i) + "]", key, changed));
+    }
+  }
+  return OkStatus();
+}
+
+// `json_text` is a normalized JSON object (NormalizeJsonObject).
+Status ScrubJsonObject(const Redactor* redactor, std::string& json_text, const std::string& field) {
+  if (redactor == nullptr || json_text.size() <= 2) return OkStatus();
+  nlohmann::json j = nlohmann::json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return InvalidArgumentError(field + ": not valid JSON");
+  bool changed = false;
+  ENGRAM_RETURN_IF_ERROR(ScrubJsonValue(*redactor, j, field, "", changed));
+  if (changed) json_text = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return OkStatus();
+}
+
+Status ScrubContext(const Redactor* r, TaskContext& c) {
+  ENGRAM_RETURN_IF_ERROR(Scrub(r, c.domain, "domain"));
+  ENGRAM_RETURN_IF_ERROR(Scrub(r, c.language, "language"));
+  ENGRAM_RETURN_IF_ERROR(Scrub(r, c.framework, "framework"));
+  ENGRAM_RETURN_IF_ERROR(Scrub(r, c.repo, "repo"));
+  ENGRAM_RETURN_IF_ERROR(Scrub(r, c.commit, "commit"));
+  return Scrub(r, c.tags, "context.tags");
+}
+
+Status ScrubOutcome(const Redactor* r, Outcome& o) {
+  ENGRAM_RETURN_IF_ERROR(Scrub(r, o.verdict, "outcome.verdict"));
+  ENGRAM_RETURN_IF_ERROR(Scrub(r, o.reason, "outcome.reason"));
+  ENGRAM_RETURN_IF_ERROR(Scrub(r, o.error_details, "outcome.error_details"));
+  ENGRAM_RETURN_IF_ERROR(Scrub(r, o.artifacts, "outcome.artifacts"));
+  ENGRAM_RETURN_IF_ERROR(Scrub(r, o.completed, "outcome.completed"));
+  return Scrub(r, o.failed, "outcome.failed");
+}
+
+// ---- validation -----------------------------------------------------------------------
 
 Status CheckShort(std::string_view value, const char* field) {
   return CheckText(value, field, kMaxShortFieldChars, /*allow_empty=*/false);
@@ -83,7 +183,12 @@ Status ValidateOutcome(const Outcome& o) {
 }
 
 Memory::Memory(StorageBackend& storage, Clock& clock, EventBus* events)
-    : storage_(storage), clock_(clock), events_(events) {}
+    : Memory(storage, clock, events, nullptr) {}
+
+Memory::Memory(StorageBackend& storage, Clock& clock, EventBus* events, std::unique_ptr<const Redactor> redactor)
+    : storage_(storage), clock_(clock), events_(events), redactor_(std::move(redactor)) {}
+
+Memory::~Memory() = default;
 
 void Memory::Publish(auto event) {
   if (events_ != nullptr) events_->Publish(std::move(event));
@@ -94,6 +199,11 @@ Result<std::string> Memory::CreateEpisode(NewEpisode in) {
   ENGRAM_RETURN_IF_ERROR(ValidateContext(in.context));
   ENGRAM_RETURN_IF_ERROR(CheckList(in.tags, "tags", 100));
   ENGRAM_ASSIGN_OR_RETURN(std::string metadata, NormalizeJsonObject(in.metadata_json, "metadata"));
+  const Redactor* r = redactor_.get();
+  ENGRAM_RETURN_IF_ERROR(Scrub(r, in.task_description, "task_description"));
+  ENGRAM_RETURN_IF_ERROR(ScrubContext(r, in.context));
+  ENGRAM_RETURN_IF_ERROR(Scrub(r, in.tags, "tags"));
+  ENGRAM_RETURN_IF_ERROR(ScrubJsonObject(r, metadata, "metadata"));
 
   Episode e;
   e.episode_id = NewUuidV7(clock_);
@@ -130,6 +240,14 @@ Result<int> Memory::AddStep(std::string_view episode_id, NewStep in) {
       ENGRAM_RETURN_IF_ERROR(CheckText(*in.result->message, "result.message", kMaxTaskDescriptionChars, true));
     }
   }
+  const Redactor* r = redactor_.get();
+  ENGRAM_RETURN_IF_ERROR(Scrub(r, in.tool, "tool"));
+  ENGRAM_RETURN_IF_ERROR(Scrub(r, in.action, "action"));
+  ENGRAM_RETURN_IF_ERROR(ScrubJsonObject(r, parameters, "parameters"));
+  if (in.result) {
+    ENGRAM_RETURN_IF_ERROR(Scrub(r, in.result->output, "result.output"));
+    ENGRAM_RETURN_IF_ERROR(Scrub(r, in.result->message, "result.message"));
+  }
 
   Step s;
   s.step_number = in.step_number;
@@ -148,6 +266,7 @@ Result<int> Memory::AddStep(std::string_view episode_id, NewStep in) {
 Result<Episode> Memory::CompleteEpisode(std::string_view episode_id, Outcome outcome) {
   ENGRAM_RETURN_IF_ERROR(ValidateEpisodeId(episode_id));
   ENGRAM_RETURN_IF_ERROR(ValidateOutcome(outcome));
+  ENGRAM_RETURN_IF_ERROR(ScrubOutcome(redactor_.get(), outcome));
   // A step appended by another process between reading and storing makes the store
   // answer kAborted; the reward is then recomputed over the steps as they now are.
   for (int attempt = 0;; ++attempt) {

@@ -1,5 +1,5 @@
 // Opens the store the configuration names: the one place that knows every backend
-// (SQLite today; PostgreSQL and the LMDB cache decorator plug in here).
+// (SQLite or PostgreSQL; the LMDB cache decorator plugs in here).
 #pragma once
 
 #include <memory>
@@ -10,7 +10,11 @@
 
 namespace engram::server {
 
-// Errors: the backend's open errors, unchanged.
+// PostgreSQL when storage.url is a postgres:// or postgresql:// URL (password from
+// storage.password_file when set, else the URL, PGPASSWORD or ~/.pgpass), else the SQLite
+// file in storage.db.
+// Errors: the backend's open errors, unchanged; kNotFound / kUnavailable / kInvalidArgument
+// if storage.password_file is missing, unreadable or empty.
 Result<std::unique_ptr<StorageBackend>> OpenStore(const Config& config);
 
 }  // namespace engram::server

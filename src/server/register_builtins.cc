@@ -14,6 +14,7 @@ Status RegisterBuiltins(mcp::McpServer& server, const Builtins& b) {
   mcp::AddMemoryResources(server, b.memory);
   ENGRAM_RETURN_IF_ERROR(mcp::AddRecallPrompt(server, b.memory));
   if (b.conformance_fixtures) ENGRAM_RETURN_IF_ERROR(mcp::RegisterConformanceFixtures(server));
+  ENGRAM_RETURN_IF_ERROR(sandbox::RegisterSandboxTools(server, b.sandbox));  // execute_code (expert tier)
   return OkStatus();
 }
 

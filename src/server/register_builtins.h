@@ -6,6 +6,7 @@
 #include "engram/status.h"
 #include "engram/storage.h"
 #include "mcp/server.h"
+#include "sandbox/execute_code_tool.h"
 
 namespace engram {
 class EventBus;
@@ -27,6 +28,8 @@ struct Builtins {
   EventBus* events = nullptr;  // may be null
   size_t event_queue_capacity = 0;
   bool conformance_fixtures = false;
+  // execute_code: limits from sandbox.* (SandboxToolOptionsFromConfig); enabled by default.
+  sandbox::SandboxToolOptions sandbox;
 };
 
 Status RegisterBuiltins(mcp::McpServer& server, const Builtins& builtins);

@@ -8,6 +8,7 @@
 
 #include "common/logging.h"
 #include "core/event_bus.h"
+#include "core/redaction.h"
 #include "engram/memory.h"
 #include "mcp/auth.h"
 #include "mcp/server.h"
@@ -65,7 +66,7 @@ Status Serve(const Config& config, const ServeOptions& options) {
 
   ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<StorageBackend> store, OpenStore(config));
   EventBus events(kEventQueueCapacity);
-  Memory memory(*store, SystemClock(), &events);
+  Memory memory(*store, SystemClock(), &events, NewRedactor(config.redaction));
 
   mcp::ServerOptions server_options;
   server_options.version = options.version;
@@ -78,7 +79,8 @@ Status Serve(const Config& config, const ServeOptions& options) {
                                                    .storage = *store,
                                                    .events = &events,
                                                    .event_queue_capacity = kEventQueueCapacity,
-                                                   .conformance_fixtures = options.conformance_fixtures}));
+                                                   .conformance_fixtures = options.conformance_fixtures,
+                                                   .sandbox = sandbox::SandboxToolOptionsFromConfig(config)}));
   LogInfo("engram serving", {{"store", store->Location()},
                              {"transport", options.http ? "http " + *options.http : std::string("stdio")}});
 

@@ -15,7 +15,13 @@ namespace {
 
 class BackendConformance : public ::testing::TestWithParam<BackendFactory> {
  protected:
-  void SetUp() override { Reopen(); }
+  void SetUp() override {
+    if (GetParam().skip_reason) {
+      std::string why = GetParam().skip_reason();
+      if (!why.empty()) GTEST_SKIP() << why;
+    }
+    Reopen();
+  }
 
   void Reopen() {
     store_.reset();

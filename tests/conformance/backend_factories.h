@@ -17,6 +17,9 @@ struct BackendFactory {
   std::string name;
   // Opens (or reopens) the store kept in `dir`; the same dir gives the same data.
   std::function<Result<std::unique_ptr<StorageBackend>>(const std::string& dir)> open;
+  // Why this backend's cases must skip here (e.g. no server configured), or "" to run.
+  // Unset: always run.
+  std::function<std::string()> skip_reason;
 };
 
 std::vector<BackendFactory> AllBackendFactories();

@@ -3,7 +3,13 @@
 // once CompleteEpisode has returned OK (so a printed id is an acknowledged one).
 //
 //   engram_test_writer --db /tmp/x/memory.db --episodes 500 --steps 10 --tag w3
-//                      [--durability full|normal] [--out-fd 1]
+//                      [--durability full|normal] [--out-fd 1] [--cache /tmp/x/memory.db.cache]
+//
+// With --cache, every call goes through the LMDB cache in that folder, and the writer also
+// checks it is never served a stale copy: after completing an episode it reads it back
+// (complete, all steps), and after each episode it reads a recent episode of another writer
+// first straight from SQLite, then through the cache; the cached copy must be at least as
+// new (episodes only grow: more steps, then completion). A stale read is an error.
 //
 // Episode i of worker TAG has task_description "writer TAG episode i", tags
 // {"reliability", "writer:TAG"}, and M steps whose action is "TAG/i/step j" with
@@ -18,10 +24,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "engram/clock.h"
+#include "engram/lmdb_cache.h"
 #include "engram/memory.h"
 #include "engram/sqlite_backend.h"
 #include "engram/storage.h"
@@ -36,13 +44,14 @@ struct Flags {
   std::string tag = "w";
   Durability durability = Durability::kFull;
   int out_fd = STDOUT_FILENO;
+  std::string cache;  // the LMDB cache folder; empty: no cache
 };
 
 int Usage(const char* why) {
   std::fprintf(stderr,
                "engram_test_writer: %s\n"
                "usage: engram_test_writer --db PATH [--episodes N] [--steps M] [--tag WORKER]\n"
-               "                          [--durability full|normal] [--out-fd FD]\n",
+               "                          [--durability full|normal] [--out-fd FD] [--cache DIR]\n",
                why);
   return 2;
 }
@@ -74,12 +83,57 @@ int Fail(const std::string& what, const Status& s) {
   return 1;
 }
 
+bool HasTag(const Episode& e, const std::string& tag) {
+  for (const std::string& t : e.tags) {
+    if (t == tag) return true;
+  }
+  return false;
+}
+
+// Reads a recent episode of another writer straight from the store, then through the
+// cache: the cached copy must not be older. Returns the error, or OK (also when there is
+// no other writer's episode yet).
+Status CheckPeerIsFresh(StorageBackend& direct, StorageBackend& cached, const std::string& own_tag) {
+  EpisodeFilter recent;
+  recent.limit = 16;
+  ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<EpisodeStream> stream, direct.ListEpisodes(recent));
+  std::optional<std::string> peer;
+  for (;;) {
+    ENGRAM_ASSIGN_OR_RETURN(std::optional<Episode> next, stream->Next());
+    if (!next.has_value()) break;
+    if (!HasTag(*next, own_tag)) {
+      peer = next->episode_id;
+      break;
+    }
+  }
+  stream.reset();
+  if (!peer.has_value()) return OkStatus();
+  ENGRAM_ASSIGN_OR_RETURN(Episode before, direct.GetEpisode(*peer));
+  ENGRAM_ASSIGN_OR_RETURN(Episode seen, cached.GetEpisode(*peer));
+  if (seen.steps.size() < before.steps.size() || (before.completed() && !seen.completed())) {
+    return InternalError("stale read of " + *peer + ": the store had " + std::to_string(before.steps.size()) +
+                         " steps" + (before.completed() ? ", completed" : "") + ", the cache then served " +
+                         std::to_string(seen.steps.size()) + (seen.completed() ? ", completed" : ""));
+  }
+  return OkStatus();
+}
+
 int Run(const Flags& flags) {
   SqliteOptions options;
   options.path = flags.db;
   options.durability = flags.durability;
   Result<std::unique_ptr<StorageBackend>> store = OpenSqliteBackend(options);
   if (!store.ok()) return Fail("open " + flags.db, store.status());
+  std::unique_ptr<StorageBackend> direct;  // with --cache: the same store, uncached
+  if (!flags.cache.empty()) {
+    Result<std::unique_ptr<StorageBackend>> plain = OpenSqliteBackend(options);
+    if (!plain.ok()) return Fail("open " + flags.db, plain.status());
+    direct = *std::move(plain);
+    LmdbOptions cache;
+    cache.path = flags.cache;
+    store = OpenLmdbCache(cache, *std::move(store));
+    if (!store.ok()) return Fail("open the cache " + flags.cache, store.status());
+  }
   Memory memory(**store, SystemClock(), /*events=*/nullptr);
 
   for (long i = 0; i < flags.episodes; ++i) {
@@ -116,6 +170,18 @@ int Run(const Flags& flags) {
     Result<Episode> done = memory.CompleteEpisode(*id, std::move(outcome));
     if (!done.ok()) return Fail("CompleteEpisode " + prefix, done.status());
 
+    if (direct != nullptr) {
+      Result<Episode> again = (*store)->GetEpisode(*id);
+      if (!again.ok()) return Fail("GetEpisode " + prefix, again.status());
+      if (!again->completed() || static_cast<long>(again->steps.size()) != flags.steps) {
+        return Fail("GetEpisode " + prefix, InternalError("stale read of its own episode: " +
+                                                          std::to_string(again->steps.size()) + " steps, " +
+                                                          (again->completed() ? "completed" : "not completed")));
+      }
+      Status peer = CheckPeerIsFresh(*direct, **store, "writer:" + flags.tag);
+      if (!peer.ok()) return Fail("after " + prefix, peer);
+    }
+
     if (!WriteLine(flags.out_fd, *id + "\n")) {
       std::fprintf(stderr, "engram_test_writer: error: writing the id to fd %d: %s\n", flags.out_fd,
                    std::strerror(errno));
@@ -149,6 +215,8 @@ int main(int argc, char** argv) {
       engram::Result<engram::Durability> d = engram::ParseDurability(value);
       if (!d.ok()) return engram::Usage(d.status().ToString().c_str());
       flags.durability = *d;
+    } else if (arg == "--cache") {
+      flags.cache = value;
     } else if (arg == "--out-fd") {
       if (!engram::ParseLong(value, 0, &n)) return engram::Usage("--out-fd: not a file descriptor");
       flags.out_fd = static_cast<int>(n);

@@ -6,6 +6,7 @@
 
 #include "core/event_bus.h"
 #include "mcp/tools/builtin_tools.h"
+#include "engram/lmdb_cache.h"
 
 namespace engram::mcp {
 namespace {
@@ -31,7 +32,14 @@ Json CollectMetrics(McpServer& server, HealthSources& sources) {
     out["storage_error"] = std::string(stats.status().message());
   }
   out["patterns"] = 0;
-  out["cache"] = {{"enabled", false}, {"hits", 0}, {"misses", 0}};
+  if (const LmdbCache* cache = AsLmdbCache(sources.storage)) {
+    LmdbCacheMetrics c = cache->Metrics();
+    out["cache"] = {{"enabled", true},       {"hits", c.hits},         {"misses", c.misses},
+                    {"fills", c.fills},      {"evictions", c.evictions}, {"invalidations", c.invalidations},
+                    {"expired", c.expired},  {"errors", c.errors}};
+  } else {
+    out["cache"] = {{"enabled", false}, {"hits", 0}, {"misses", 0}};
+  }
   ServerMetrics::Snapshot m = server.metrics().Get();
   out["latency_ms"] = {{"p50", m.p50_ms}, {"p95", m.p95_ms}};
   out["tool_calls"] = m.tool_calls;
@@ -50,7 +58,7 @@ Json CollectMetrics(McpServer& server, HealthSources& sources) {
   if (sources.event_queue_capacity > 0) events["capacity"] = sources.event_queue_capacity;
   out["events"] = std::move(events);
   out["notes"] = Json::array({"patterns: 0 because the learning pipeline is not built yet",
-                              "cache: no cache layer is configured, so there are no hits or misses",
+                              "cache: counts of this server process (enabled: false when no cache layer is configured)",
                               "latency_ms: over the most recent tool calls of this server process"});
   return out;
 }
@@ -135,7 +143,14 @@ Result<ToolResult> HealthCheck(McpServer& server, HealthSources& sources, const 
     add("event_bus", ok, std::move(detail));
   }
 
-  add("cache", true, "no cache layer configured; every read goes to the store");
+  if (const LmdbCache* cache = AsLmdbCache(sources.storage)) {
+    LmdbCacheMetrics c = cache->Metrics();
+    add("cache", c.errors == 0,
+        "LMDB cache in front of the store: " + std::to_string(c.hits) + " hits, " + std::to_string(c.misses) +
+            " misses, " + std::to_string(c.errors) + " errors in this process");
+  } else {
+    add("cache", true, "no cache layer configured; every read goes to the store");
+  }
   if (sources.embedding_provider.empty() || sources.embedding_provider == "none") {
     add("embeddings", true, "none configured; retrieval is lexical");
   } else {

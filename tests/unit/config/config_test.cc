@@ -15,6 +15,7 @@ namespace engram {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // Each test gets a temp dir standing in for $HOME and a fake environment that holds only
 // what the test puts there, so the developer's own config never leaks in.
@@ -92,11 +93,17 @@ TEST_F(ConfigTest, DefaultsUseXdgDataHome) {
 
   const std::string keys_file = dir_ + "/home/.config/engram/api_keys.json";
   const char* keys[] = {"storage.db",      "storage.durability",    "storage.busy_timeout_ms",
+                        "storage.url",     "storage.password_file", "storage.pool_size",
+                        "cache.enabled",   "cache.max_entries",     "cache.ttl_seconds",
                         "log.level",       "log.format",            "server.http",
                         "server.max_body_bytes", "auth.keys_file",  "tools.disclosure",
-                        "tools.advanced_after_calls", "tools.expert_after_calls"};
-  const char* values[] = {"/data/xdg/engram/memory.db", "full", "10000", "info", "auto", "",
-                          "4194304", keys_file.c_str(), "progressive", "3", "10"};
+                        "tools.advanced_after_calls", "tools.expert_after_calls",
+                        "sandbox.enabled", "sandbox.max_timeout_ms", "sandbox.max_memory_mb",
+                        "redaction.enabled", "redaction.mode", "redaction.allow", "redaction.extra_patterns"};
+  const char* values[] = {"/data/xdg/engram/memory.db", "full", "10000", "", "", "10", "true", "10000", "3600",
+                          "info", "auto", "",
+                          "4194304", keys_file.c_str(), "progressive", "3", "10", "true", "30000", "512",
+                          "true", "redact", "", ""};
   ASSERT_EQ(config->values.size(), std::size(keys));
   for (size_t i = 0; i < std::size(keys); ++i) {
     const ConfigValue& value = config->values[i];
@@ -106,6 +113,55 @@ TEST_F(ConfigTest, DefaultsUseXdgDataHome) {
     EXPECT_EQ(value.origin, "default") << value.key;
     EXPECT_FALSE(value.description.empty()) << value.key;
   }
+}
+
+TEST_F(ConfigTest, StoreUrlFromFileEnvAndFlagWithThePasswordMasked) {
+  Result<Config> config = LoadConfig(Inputs());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->store_url, "");  // SQLite
+  EXPECT_EQ(config->password_file, "");
+  EXPECT_EQ(config->pool_size, 10);
+
+  std::string path = WriteDefaultConfig(
+      "[storage]\nurl = \"postgresql://team@db.internal/engram\"\npassword_file = \"~/.engram-pg\"\n"
+      "pool_size = 4\n");
+  config = LoadConfig(Inputs());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->store_url, "postgresql://team@db.internal/engram");
+  EXPECT_EQ(config->password_file, dir_ + "/home/.engram-pg");
+  EXPECT_EQ(config->pool_size, 4);
+  EXPECT_EQ(ValueOf(*config, "storage.url").origin, path);
+
+  // ENGRAM_STORE is the short alias; the password never shows in `config show`.
+  env_["ENGRAM_STORE"] = "postgres://team:s3cret@db.internal:5433/engram?sslmode=require&password=s3cret";
+  config = LoadConfig(Inputs());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->store_url, env_["ENGRAM_STORE"]);
+  EXPECT_EQ(ValueOf(*config, "storage.url").origin, "ENGRAM_STORE");
+  EXPECT_EQ(ValueOf(*config, "storage.url").value,
+            "postgres://team:********@db.internal:5433/engram?sslmode=require&password=********");
+  EXPECT_THAT(FormatConfigTable(*config), Not(HasSubstr("s3cret")));
+  EXPECT_THAT(FormatConfigJson(*config), Not(HasSubstr("s3cret")));
+
+  ConfigInputs inputs = Inputs();
+  inputs.flags.push_back({"storage.url", "postgresql://other@/engram?host=/run/postgresql", "--store"});
+  config = LoadConfig(inputs);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->store_url, "postgresql://other@/engram?host=/run/postgresql");
+  EXPECT_EQ(ValueOf(*config, "storage.url").origin, "--store");
+
+  // Not a PostgreSQL URL: an error that does not repeat the value (it may hold a password).
+  inputs = Inputs();
+  inputs.flags.push_back({"storage.url", "mysql://root:hunter2@db/engram", "--store"});
+  config = LoadConfig(inputs);
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(config.status().message(), HasSubstr("storage.url"));
+  EXPECT_THAT(config.status().message(), Not(HasSubstr("hunter2")));
+
+  inputs = Inputs();
+  inputs.flags.push_back({"storage.pool_size", "0", "--set"});
+  EXPECT_EQ(LoadConfig(inputs).status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST_F(ConfigTest, DefaultDbFallsBackToHomeWhenXdgDataHomeUnsetOrEmpty) {
@@ -500,7 +556,7 @@ TEST_F(ConfigTest, FormatConfigJson) {
   nlohmann::json json = nlohmann::json::parse(FormatConfigJson(*config), nullptr, false);
   ASSERT_FALSE(json.is_discarded());
   EXPECT_TRUE(json["config_file"].is_null());
-  ASSERT_EQ(json["values"].size(), 11u);
+  ASSERT_EQ(json["values"].size(), config->values.size());  // every key
   EXPECT_EQ(json["values"][0]["key"], "storage.db");
   EXPECT_EQ(json["values"][0]["value"], "/env.db");
   EXPECT_EQ(json["values"][0]["source"], "env");
@@ -541,6 +597,52 @@ TEST_F(ConfigTest, ServerAndToolKeysFromFileEnvAndFlags) {
   EXPECT_EQ(config->tools_disclosure, "progressive");
   EXPECT_EQ(config->tools_advanced_after_calls, 5);
   EXPECT_EQ(config->tools_expert_after_calls, 7);
+}
+
+TEST_F(ConfigTest, CacheKeysFromFileEnvAndFlags) {
+  Result<Config> config = LoadConfig(Inputs());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_TRUE(config->cache_enabled);
+  EXPECT_EQ(config->cache_max_entries, 10000);
+  EXPECT_EQ(config->cache_ttl, std::chrono::seconds(3600));
+
+  std::string path = WriteDefaultConfig(
+      "[cache]\n"
+      "enabled = \"false\"\n"
+      "max_entries = 500\n"
+      "ttl_seconds = 0\n");
+  config = LoadConfig(Inputs());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_FALSE(config->cache_enabled);
+  EXPECT_EQ(config->cache_max_entries, 500);
+  EXPECT_EQ(config->cache_ttl, std::chrono::seconds(0));
+  EXPECT_EQ(ValueOf(*config, "cache.enabled").origin, path);
+
+  env_["ENGRAM_CACHE_ENABLED"] = "Yes";
+  env_["ENGRAM_CACHE_TTL_SECONDS"] = "60";
+  ConfigInputs inputs = Inputs();
+  inputs.flags.push_back({"cache.max_entries", "0", "--set"});
+  config = LoadConfig(inputs);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_TRUE(config->cache_enabled);
+  EXPECT_EQ(ValueOf(*config, "cache.enabled").value, "true");
+  EXPECT_EQ(ValueOf(*config, "cache.enabled").origin, "ENGRAM_CACHE_ENABLED");
+  EXPECT_EQ(config->cache_ttl, std::chrono::seconds(60));
+  EXPECT_EQ(config->cache_max_entries, 0);
+  EXPECT_EQ(ValueOf(*config, "cache.max_entries").source, ConfigSource::kFlag);
+}
+
+TEST_F(ConfigTest, InvalidCacheValuesAreErrors) {
+  for (auto [key, bad] : std::initializer_list<std::pair<const char*, const char*>>{
+           {"cache.enabled", "maybe"}, {"cache.max_entries", "-1"}, {"cache.max_entries", "lots"},
+           {"cache.ttl_seconds", "-5"}, {"cache.ttl_seconds", "99999999999"}}) {
+    ConfigInputs inputs = Inputs();
+    inputs.flags.push_back({key, bad, "--set"});
+    Result<Config> config = LoadConfig(inputs);
+    ASSERT_FALSE(config.ok()) << key << "=" << bad;
+    EXPECT_EQ(config.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_THAT(config.status().message(), HasSubstr(key));
+  }
 }
 
 TEST_F(ConfigTest, ServerHttpMustBeHostAndPort) {
