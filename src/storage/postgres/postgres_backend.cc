@@ -10,6 +10,7 @@
 
 #include "common/logging.h"
 #include "model/episode_json.h"
+#include "model/stored_columns.h"
 
 namespace engram::postgres {
 
@@ -145,10 +146,7 @@ constexpr const char* kStatsSql =
 // and the start of a text is what search needs.
 constexpr size_t kMaxSearchPartBytes = 64 * 1024;
 
-int64_t Millis(Timestamp t) { return t.time_since_epoch().count(); }
-Timestamp FromMillis(int64_t ms) { return Timestamp(std::chrono::milliseconds(ms)); }
 
-std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 // Appends `text` to `out`, separated by a newline, without passing kMaxSearchPartBytes or
 // cutting a UTF-8 sequence in half.
@@ -192,17 +190,6 @@ std::string OutcomeSearchText(const Episode& e) {
   return out;
 }
 
-Status CheckEpisodeLimits(const Episode& e) {
-  if (e.steps.size() > kMaxStepsPerEpisode) {
-    return ResourceExhaustedError("episode " + e.episode_id + " has " + std::to_string(e.steps.size()) +
-                                  " steps; the limit is 1000 steps per episode");
-  }
-  if (e.ByteSize() > kMaxEpisodeBytes) {
-    return ResourceExhaustedError("episode " + e.episode_id + " is " + std::to_string(e.ByteSize()) +
-                                  " bytes; the limit is 10 MiB per episode");
-  }
-  return OkStatus();
-}
 
 // The step number used twice in `e`, for the message of a steps_pkey violation.
 std::optional<int> DuplicateStepNumber(const Episode& e) {
@@ -222,7 +209,7 @@ Status InsertSteps(Connection& conn, const Episode& e) {
   };
   for (const Step& s : e.steps) {
     number.push_back(std::to_string(s.step_number));
-    timestamp.push_back(std::to_string(Millis(s.timestamp)));
+    timestamp.push_back(std::to_string(ToMillis(s.timestamp)));
     tool.push_back(s.tool);
     action.push_back(s.action);
     parameters.push_back(s.parameters_json);
@@ -253,7 +240,7 @@ Status InsertSteps(Connection& conn, const Episode& e) {
 
 Status InsertStep(Connection& conn, std::string_view episode_id, const Step& s) {
   Params p;
-  p.Text(episode_id).Int(s.step_number).Int(Millis(s.timestamp)).Text(s.tool).Text(s.action).Text(s.parameters_json);
+  p.Text(episode_id).Int(s.step_number).Int(ToMillis(s.timestamp)).Text(s.tool).Text(s.action).Text(s.parameters_json);
   if (s.result) {
     p.Text(StepStatusName(s.result->status)).OptText(s.result->output).OptText(s.result->message);
   } else {
@@ -272,20 +259,20 @@ Status InsertStep(Connection& conn, std::string_view episode_id, const Step& s) 
 Status WriteEpisode(Connection& conn, const Episode& e, bool replace) {
   Params p;
   p.Text(e.episode_id).Text(e.task_description).Text(TaskTypeName(e.task_type)).Text(e.context.domain);
-  p.Text(Dump(TaskContextToJson(e.context))).Int(Millis(e.start_time));
-  p.OptInt(e.end_time ? std::optional<int64_t>(Millis(*e.end_time)) : std::nullopt);
+  p.Text(DumpColumn(TaskContextToJson(e.context))).Int(ToMillis(e.start_time));
+  p.OptInt(e.end_time ? std::optional<int64_t>(ToMillis(*e.end_time)) : std::nullopt);
   if (e.outcome) {
-    p.Text(OutcomeKindName(e.outcome->kind)).Text(Dump(OutcomeToJson(*e.outcome)));
+    p.Text(OutcomeKindName(e.outcome->kind)).Text(DumpColumn(OutcomeToJson(*e.outcome)));
   } else {
     p.Null().Null();
   }
   if (e.reward) {
-    p.Double(e.reward->total).Text(Dump(RewardToJson(*e.reward)));
+    p.Double(e.reward->total).Text(DumpColumn(RewardToJson(*e.reward)));
   } else {
     p.Null().Null();
   }
-  p.OptText(e.reflection ? std::optional<std::string>(Dump(ReflectionToJson(*e.reflection))) : std::nullopt);
-  p.Text(Dump(json(e.pattern_ids))).Text(Dump(json(e.tags))).Text(e.metadata_json);
+  p.OptText(e.reflection ? std::optional<std::string>(DumpColumn(ReflectionToJson(*e.reflection))) : std::nullopt);
+  p.Text(DumpColumn(json(e.pattern_ids))).Text(DumpColumn(json(e.tags))).Text(e.metadata_json);
   p.Int(static_cast<int64_t>(e.steps.size())).Int(static_cast<int64_t>(e.ByteSize()));
   p.Text(TaskSearchText(e)).Text(ReflectionSearchText(e)).Text(OutcomeSearchText(e));
   Result<PgResult> r = conn.Query(replace ? kUpsertEpisodeSql : kInsertEpisodeSql, p);
@@ -299,37 +286,6 @@ Status WriteEpisode(Connection& conn, const Episode& e, bool replace) {
   return InsertSteps(conn, e);
 }
 
-// Parses a JSON column written by this backend; failure means the row was damaged.
-Result<json> ParseColumn(const std::string& text, const std::string& episode_id, const char* column) {
-  json j = json::parse(text, nullptr, false);
-  if (j.is_discarded()) {
-    return DataLossError("episode " + episode_id + ": stored " + column + " is not valid JSON");
-  }
-  return j;
-}
-
-template <typename T, typename Decode>
-Status DecodeColumn(const std::optional<std::string>& text, const std::string& id, const char* column,
-                    Decode decode, std::optional<T>* out) {
-  if (!text) return OkStatus();
-  ENGRAM_ASSIGN_OR_RETURN(json j, ParseColumn(*text, id, column));
-  Result<T> v = decode(j, column);
-  if (!v.ok()) return DataLossError("episode " + id + ": " + std::string(v.status().message()));
-  *out = *std::move(v);
-  return OkStatus();
-}
-
-Result<std::vector<std::string>> DecodeStringList(const std::string& text, const std::string& id,
-                                                  const char* column) {
-  ENGRAM_ASSIGN_OR_RETURN(json j, ParseColumn(text, id, column));
-  if (!j.is_array()) return DataLossError("episode " + id + ": stored " + column + " is not a list");
-  std::vector<std::string> out;
-  for (const json& item : j) {
-    if (!item.is_string()) return DataLossError("episode " + id + ": stored " + column + " is not a list of strings");
-    out.push_back(item.get<std::string>());
-  }
-  return out;
-}
 
 // Reads row `row` of a result selected with ENGRAM_PG_SELECT_EPISODE's columns.
 Result<Episode> ReadEpisodeRow(const PgResult& r, int row) {
@@ -694,15 +650,15 @@ Status PostgresBackend::CompleteEpisode(const Episode& e) {
       return AbortedError("episode " + e.episode_id + " gained steps while it was being completed");
     }
     Params p;
-    p.Text(e.episode_id).Int(Millis(*e.end_time)).Text(OutcomeKindName(e.outcome->kind));
-    p.Text(Dump(OutcomeToJson(*e.outcome)));
+    p.Text(e.episode_id).Int(ToMillis(*e.end_time)).Text(OutcomeKindName(e.outcome->kind));
+    p.Text(DumpColumn(OutcomeToJson(*e.outcome)));
     if (e.reward) {
-      p.Double(e.reward->total).Text(Dump(RewardToJson(*e.reward)));
+      p.Double(e.reward->total).Text(DumpColumn(RewardToJson(*e.reward)));
     } else {
       p.Null().Null();
     }
-    p.OptText(e.reflection ? std::optional<std::string>(Dump(ReflectionToJson(*e.reflection))) : std::nullopt);
-    p.Text(Dump(json(e.pattern_ids))).Text(Dump(json(e.tags))).Text(e.metadata_json);
+    p.OptText(e.reflection ? std::optional<std::string>(DumpColumn(ReflectionToJson(*e.reflection))) : std::nullopt);
+    p.Text(DumpColumn(json(e.pattern_ids))).Text(DumpColumn(json(e.tags))).Text(e.metadata_json);
     p.Text(ReflectionSearchText(e)).Text(OutcomeSearchText(e));
     ENGRAM_ASSIGN_OR_RETURN(PgResult updated, conn.Query(kCompleteSql, p));
     return OkStatus();

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/episode_json.h"
+#include "model/stored_columns.h"
 
 namespace engram::sqlite {
 
@@ -101,28 +102,14 @@ constexpr const char* kStatsSql =
     "SELECT (SELECT COUNT(*) FROM episodes), (SELECT COUNT(*) FROM episodes WHERE outcome_kind IS NOT NULL), "
     "(SELECT COUNT(*) FROM steps)";
 
-int64_t Millis(Timestamp t) { return t.time_since_epoch().count(); }
-Timestamp FromMillis(int64_t ms) { return Timestamp(std::chrono::milliseconds(ms)); }
 
-std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
-Status CheckEpisodeLimits(const Episode& e) {
-  if (e.steps.size() > kMaxStepsPerEpisode) {
-    return ResourceExhaustedError("episode " + e.episode_id + " has " + std::to_string(e.steps.size()) +
-                                  " steps; the limit is 1000 steps per episode");
-  }
-  if (e.ByteSize() > kMaxEpisodeBytes) {
-    return ResourceExhaustedError("episode " + e.episode_id + " is " + std::to_string(e.ByteSize()) +
-                                  " bytes; the limit is 10 MiB per episode");
-  }
-  return OkStatus();
-}
 
 Status InsertStep(Connection& conn, std::string_view episode_id, const Step& s) {
   ENGRAM_ASSIGN_OR_RETURN(Statement stmt, conn.Prepare(kInsertStepSql));
   stmt.BindText(1, episode_id);
   stmt.BindInt(2, s.step_number);
-  stmt.BindInt(3, Millis(s.timestamp));
+  stmt.BindInt(3, ToMillis(s.timestamp));
   stmt.BindText(4, s.tool);
   stmt.BindText(5, s.action);
   stmt.BindText(6, s.parameters_json);
@@ -151,27 +138,27 @@ Status InsertEpisode(Connection& conn, const Episode& e, bool replace) {
   stmt.BindText(2, e.task_description);
   stmt.BindText(3, TaskTypeName(e.task_type));
   stmt.BindText(4, e.context.domain);
-  stmt.BindText(5, Dump(TaskContextToJson(e.context)));
-  stmt.BindInt(6, Millis(e.start_time));
-  stmt.BindOptInt(7, e.end_time ? std::optional<int64_t>(Millis(*e.end_time)) : std::nullopt);
+  stmt.BindText(5, DumpColumn(TaskContextToJson(e.context)));
+  stmt.BindInt(6, ToMillis(e.start_time));
+  stmt.BindOptInt(7, e.end_time ? std::optional<int64_t>(ToMillis(*e.end_time)) : std::nullopt);
   if (e.outcome) {
     stmt.BindText(8, OutcomeKindName(e.outcome->kind));
-    stmt.BindText(9, Dump(OutcomeToJson(*e.outcome)));
+    stmt.BindText(9, DumpColumn(OutcomeToJson(*e.outcome)));
   } else {
     stmt.BindNull(8);
     stmt.BindNull(9);
   }
   if (e.reward) {
     stmt.BindDouble(10, e.reward->total);
-    stmt.BindText(11, Dump(RewardToJson(*e.reward)));
+    stmt.BindText(11, DumpColumn(RewardToJson(*e.reward)));
   } else {
     stmt.BindNull(10);
     stmt.BindNull(11);
   }
-  stmt.BindOptText(12, e.reflection ? std::optional<std::string>(Dump(ReflectionToJson(*e.reflection)))
+  stmt.BindOptText(12, e.reflection ? std::optional<std::string>(DumpColumn(ReflectionToJson(*e.reflection)))
                                     : std::nullopt);
-  stmt.BindText(13, Dump(json(e.pattern_ids)));
-  stmt.BindText(14, Dump(json(e.tags)));
+  stmt.BindText(13, DumpColumn(json(e.pattern_ids)));
+  stmt.BindText(14, DumpColumn(json(e.tags)));
   stmt.BindText(15, e.metadata_json);
   stmt.BindInt(16, static_cast<int64_t>(e.steps.size()));
   stmt.BindInt(17, static_cast<int64_t>(e.ByteSize()));
@@ -182,37 +169,6 @@ Status InsertEpisode(Connection& conn, const Episode& e, bool replace) {
   return OkStatus();
 }
 
-// Parses a JSON column written by this backend; failure means the file was damaged.
-Result<json> ParseColumn(const std::string& text, const std::string& episode_id, const char* column) {
-  json j = json::parse(text, nullptr, false);
-  if (j.is_discarded()) {
-    return DataLossError("episode " + episode_id + ": stored " + column + " is not valid JSON");
-  }
-  return j;
-}
-
-template <typename T, typename Decode>
-Status DecodeColumn(const std::optional<std::string>& text, const std::string& id, const char* column,
-                    Decode decode, std::optional<T>* out) {
-  if (!text) return OkStatus();
-  ENGRAM_ASSIGN_OR_RETURN(json j, ParseColumn(*text, id, column));
-  Result<T> v = decode(j, column);
-  if (!v.ok()) return DataLossError("episode " + id + ": " + std::string(v.status().message()));
-  *out = *std::move(v);
-  return OkStatus();
-}
-
-Result<std::vector<std::string>> DecodeStringList(const std::string& text, const std::string& id,
-                                                  const char* column) {
-  ENGRAM_ASSIGN_OR_RETURN(json j, ParseColumn(text, id, column));
-  if (!j.is_array()) return DataLossError("episode " + id + ": stored " + column + " is not a list");
-  std::vector<std::string> out;
-  for (const json& item : j) {
-    if (!item.is_string()) return DataLossError("episode " + id + ": stored " + column + " is not a list of strings");
-    out.push_back(item.get<std::string>());
-  }
-  return out;
-}
 
 // Reads an episode row selected with the columns of kSelectEpisodeSql.
 Result<Episode> ReadEpisodeRow(const Statement& stmt) {
@@ -512,20 +468,20 @@ Status SqliteBackend::CompleteEpisode(const Episode& e) {
     }
     ENGRAM_ASSIGN_OR_RETURN(Statement stmt, conn.Prepare(kCompleteSql));
     stmt.BindText(1, e.episode_id);
-    stmt.BindInt(2, Millis(*e.end_time));
+    stmt.BindInt(2, ToMillis(*e.end_time));
     stmt.BindText(3, OutcomeKindName(e.outcome->kind));
-    stmt.BindText(4, Dump(OutcomeToJson(*e.outcome)));
+    stmt.BindText(4, DumpColumn(OutcomeToJson(*e.outcome)));
     if (e.reward) {
       stmt.BindDouble(5, e.reward->total);
-      stmt.BindText(6, Dump(RewardToJson(*e.reward)));
+      stmt.BindText(6, DumpColumn(RewardToJson(*e.reward)));
     } else {
       stmt.BindNull(5);
       stmt.BindNull(6);
     }
-    stmt.BindOptText(7, e.reflection ? std::optional<std::string>(Dump(ReflectionToJson(*e.reflection)))
+    stmt.BindOptText(7, e.reflection ? std::optional<std::string>(DumpColumn(ReflectionToJson(*e.reflection)))
                                      : std::nullopt);
-    stmt.BindText(8, Dump(json(e.pattern_ids)));
-    stmt.BindText(9, Dump(json(e.tags)));
+    stmt.BindText(8, DumpColumn(json(e.pattern_ids)));
+    stmt.BindText(9, DumpColumn(json(e.tags)));
     stmt.BindText(10, e.metadata_json);
     return stmt.Run();
   });

@@ -1,0 +1,40 @@
+#include "model/stored_columns.h"
+
+namespace engram {
+
+using nlohmann::json;
+
+std::string DumpColumn(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+Status CheckEpisodeLimits(const Episode& e) {
+  if (e.steps.size() > kMaxStepsPerEpisode) {
+    return ResourceExhaustedError("episode " + e.episode_id + " has " + std::to_string(e.steps.size()) +
+                                  " steps; the limit is 1000 steps per episode");
+  }
+  if (e.ByteSize() > kMaxEpisodeBytes) {
+    return ResourceExhaustedError("episode " + e.episode_id + " is " + std::to_string(e.ByteSize()) +
+                                  " bytes; the limit is 10 MiB per episode");
+  }
+  return OkStatus();
+}
+
+Result<json> ParseColumn(const std::string& text, const std::string& episode_id, const char* column) {
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded()) {
+    return DataLossError("episode " + episode_id + ": stored " + column + " is not valid JSON");
+  }
+  return j;
+}
+
+Result<std::vector<std::string>> DecodeStringList(const std::string& text, const std::string& id, const char* column) {
+  ENGRAM_ASSIGN_OR_RETURN(json j, ParseColumn(text, id, column));
+  if (!j.is_array()) return DataLossError("episode " + id + ": stored " + column + " is not a list");
+  std::vector<std::string> out;
+  for (const json& item : j) {
+    if (!item.is_string()) return DataLossError("episode " + id + ": stored " + column + " is not a list of strings");
+    out.push_back(item.get<std::string>());
+  }
+  return out;
+}
+
+}  // namespace engram
