@@ -90,6 +90,13 @@ class Memory {
   // Returns false when there was no such episode.
   Result<bool> DeleteEpisode(std::string_view episode_id);
 
+  // For import (`engram import`): checks a whole episode that comes from outside (id,
+  // texts, limits, steps, outcome) and passes every text through the same redactor as live
+  // writes (reflection items included), in place. Stores nothing: the caller writes it with
+  // storage().PutEpisodes. Errors: kInvalidArgument naming the field (in reject mode, the
+  // field holding a secret); kResourceExhausted (a limit).
+  Status PrepareImportedEpisode(Episode& episode) const;
+
   StorageBackend& storage() { return storage_; }
   // The clock episodes are stamped with; retrieval measures recency with it too.
   Clock& clock() { return clock_; }

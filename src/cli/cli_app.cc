@@ -162,6 +162,8 @@ int RunCli(int argc, char** argv) {
   });
   AddEpisodeCommands(app, &selected);
   AddKeysCommands(app, &selected);
+  AddStorageCommands(app, &selected);
+  AddDoctorCommand(app, &selected);
 
   try {
     app.parse(argc, argv);

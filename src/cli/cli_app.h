@@ -51,10 +51,15 @@ class Session {
 // A command's body: runs after parsing; its Status decides the exit code.
 using Command = std::function<Status(Session&)>;
 
+// Registers `engram doctor`.
+void AddDoctorCommand(CLI::App& app, Command* selected);
+
 // Registers `engram episode ...`. `selected` receives the chosen command's body.
 void AddEpisodeCommands(CLI::App& app, Command* selected);
 // Registers `engram keys create|list|revoke` (API keys for the HTTP transport).
 void AddKeysCommands(CLI::App& app, Command* selected);
+// Registers `engram export`, `engram import` and `engram storage stats|verify|vacuum|migrate`.
+void AddStorageCommands(CLI::App& app, Command* selected);
 
 // Parses argv, runs the command, prints errors as one line on stderr.
 // Returns the process exit code: 0 ok, 1 the command failed, 2 bad usage.

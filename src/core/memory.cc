@@ -303,4 +303,68 @@ Result<bool> Memory::DeleteEpisode(std::string_view episode_id) {
   return storage_.DeleteEpisode(episode_id);
 }
 
+Status Memory::PrepareImportedEpisode(Episode& e) const {
+  ENGRAM_RETURN_IF_ERROR(ValidateEpisodeId(e.episode_id));
+  ENGRAM_RETURN_IF_ERROR(CheckText(e.task_description, "task_description", kMaxTaskDescriptionChars, false));
+  ENGRAM_RETURN_IF_ERROR(ValidateContext(e.context));
+  ENGRAM_RETURN_IF_ERROR(CheckList(e.tags, "tags", 100));
+  ENGRAM_ASSIGN_OR_RETURN(e.metadata_json, NormalizeJsonObject(e.metadata_json, "metadata"));
+  if (e.steps.size() > kMaxStepsPerEpisode) {
+    return ResourceExhaustedError("steps: " + std::to_string(e.steps.size()) + " steps; the limit is " +
+                                  std::to_string(kMaxStepsPerEpisode) + " per episode");
+  }
+  if (e.end_time && !e.outcome) return InvalidArgumentError("end_time: set on an episode without an outcome");
+  const Redactor* r = redactor_.get();
+  for (size_t i = 0; i < e.steps.size(); ++i) {
+    Step& s = e.steps[i];
+    const std::string p = "steps[" + std::to_string(i) + "]";
+    if (s.step_number < 1 || s.step_number > static_cast<int>(kMaxStepsPerEpisode)) {
+      return InvalidArgumentError(p + ".step_number: must be between 1 and 1000");
+    }
+    if (i > 0 && s.step_number <= e.steps[i - 1].step_number) {
+      return InvalidArgumentError(p + ".step_number: steps must be in increasing step order");
+    }
+    ENGRAM_RETURN_IF_ERROR(CheckShort(s.tool, (p + ".tool").c_str()));
+    ENGRAM_RETURN_IF_ERROR(CheckShort(s.action, (p + ".action").c_str()));
+    if (s.latency_ms && *s.latency_ms < 0) return InvalidArgumentError(p + ".latency_ms: must be >= 0");
+    if (s.tokens_used && *s.tokens_used < 0) return InvalidArgumentError(p + ".tokens_used: must be >= 0");
+    ENGRAM_ASSIGN_OR_RETURN(s.parameters_json, NormalizeJsonObject(s.parameters_json, p + ".parameters"));
+    if (s.result && s.result->output) {
+      if (s.result->output->size() > kMaxStepOutputBytes) {
+        return ResourceExhaustedError(p + ".result.output is " + std::to_string(s.result->output->size()) +
+                                      " bytes; the limit is 1 MiB per step");
+      }
+      ENGRAM_RETURN_IF_ERROR(CheckText(*s.result->output, (p + ".result.output").c_str(), SIZE_MAX, true));
+    }
+    if (s.result && s.result->message) {
+      ENGRAM_RETURN_IF_ERROR(
+          CheckText(*s.result->message, (p + ".result.message").c_str(), kMaxTaskDescriptionChars, true));
+    }
+    ENGRAM_RETURN_IF_ERROR(Scrub(r, s.tool, p + ".tool"));
+    ENGRAM_RETURN_IF_ERROR(Scrub(r, s.action, p + ".action"));
+    ENGRAM_RETURN_IF_ERROR(ScrubJsonObject(r, s.parameters_json, p + ".parameters"));
+    if (s.result) {
+      ENGRAM_RETURN_IF_ERROR(Scrub(r, s.result->output, p + ".result.output"));
+      ENGRAM_RETURN_IF_ERROR(Scrub(r, s.result->message, p + ".result.message"));
+    }
+  }
+  if (e.ByteSize() > kMaxEpisodeBytes) {
+    return ResourceExhaustedError("episode is " + std::to_string(e.ByteSize()) + " bytes; the limit is 10 MiB");
+  }
+  if (e.outcome) {
+    ENGRAM_RETURN_IF_ERROR(ValidateOutcome(*e.outcome));
+    ENGRAM_RETURN_IF_ERROR(ScrubOutcome(r, *e.outcome));
+  }
+  ENGRAM_RETURN_IF_ERROR(Scrub(r, e.task_description, "task_description"));
+  ENGRAM_RETURN_IF_ERROR(ScrubContext(r, e.context));
+  ENGRAM_RETURN_IF_ERROR(Scrub(r, e.tags, "tags"));
+  ENGRAM_RETURN_IF_ERROR(ScrubJsonObject(r, e.metadata_json, "metadata"));
+  if (e.reflection) {
+    ENGRAM_RETURN_IF_ERROR(Scrub(r, e.reflection->successes, "reflection.successes"));
+    ENGRAM_RETURN_IF_ERROR(Scrub(r, e.reflection->improvements, "reflection.improvements"));
+    ENGRAM_RETURN_IF_ERROR(Scrub(r, e.reflection->insights, "reflection.insights"));
+  }
+  return OkStatus();
+}
+
 }  // namespace engram

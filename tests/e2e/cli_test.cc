@@ -203,6 +203,22 @@ TEST_F(CliTest, ConfigShowReportsValuesAndSources) {
   EXPECT_NE(bad.err.find("unknown durability \"fast\""), std::string::npos) << bad.err;
 }
 
+TEST_F(CliTest, DoctorReportsEachCheckAndFailsOnABrokenStore) {
+  CliRun ok = Engram("doctor");
+  EXPECT_EQ(ok.exit_code, 0) << ok.out << ok.err;
+  EXPECT_NE(ok.out.find("ok    store: sqlite at"), std::string::npos) << ok.out;
+  EXPECT_NE(ok.out.find("sandbox.landlock"), std::string::npos) << ok.out;
+  json j = json::parse(Engram("--json doctor").out);
+  EXPECT_EQ(j["healthy"], true);
+  EXPECT_FALSE(j["checks"].empty());
+
+  std::ofstream(dir_.File("broken.db")) << std::string(8192, 'x');
+  CliRun broken = Engram("--db " + dir_.File("broken.db") + " doctor");
+  EXPECT_EQ(broken.exit_code, 1);
+  EXPECT_NE(broken.out.find("FAIL  store:"), std::string::npos) << broken.out;
+  EXPECT_NE(broken.out.find("fix:"), std::string::npos);
+}
+
 TEST_F(CliTest, VersionAndDemo) {
   CliRun v = Engram("version");
   EXPECT_EQ(v.exit_code, 0);

@@ -1,0 +1,466 @@
+// `engram export`, `engram import` and `engram storage stats|verify|vacuum|migrate`.
+//
+// Export writes one compact EpisodeToJson object per line (steps included), oldest first by
+// episode id, so two exports of the same data are byte-identical. It streams: the ids are
+// listed first (light: no steps), then episodes are read back in chunks of kChunk.
+// Import reads such lines, passes every episode through the same validation and redactor as
+// live writes (Memory::PrepareImportedEpisode) and merges by episode id: identical ->
+// skipped, different -> updated (replaced), new -> added, written kBatch per transaction.
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "cli/cli_app.h"
+#include "cli/output.h"
+#include "model/episode_json.h"
+
+namespace engram::cli {
+namespace {
+
+constexpr size_t kChunk = 200;  // episodes read back per ListEpisodes call on export
+constexpr size_t kBatch = 500;  // episodes per PutEpisodes transaction on import
+constexpr size_t kMaxPrintedErrors = 100;
+
+struct ExportArgs {
+  std::string format = "jsonl";
+  std::optional<std::string> domain;
+  std::string output = "-";
+};
+
+struct ImportArgs {
+  std::string input;
+  bool strict = false;
+};
+
+// Ids of the matching episodes, oldest first.
+Result<std::vector<std::string>> ListIdsOldestFirst(Memory& memory, const std::optional<std::string>& domain) {
+  EpisodeFilter filter;
+  filter.domain = domain;
+  filter.include_steps = false;
+  ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<EpisodeStream> stream, memory.ListEpisodes(filter));
+  std::vector<std::string> ids;
+  for (;;) {
+    ENGRAM_ASSIGN_OR_RETURN(std::optional<Episode> e, stream->Next());
+    if (!e) break;
+    ids.push_back(std::move(e->episode_id));
+  }
+  std::reverse(ids.begin(), ids.end());
+  return ids;
+}
+
+// Calls `fn` with every matching episode (steps included), oldest first; at most kChunk
+// episodes are in memory at once.
+template <typename Fn>
+Status ForEachEpisodeOldestFirst(Memory& memory, const std::optional<std::string>& domain, Fn fn) {
+  ENGRAM_ASSIGN_OR_RETURN(std::vector<std::string> ids, ListIdsOldestFirst(memory, domain));
+  for (size_t i = 0; i < ids.size(); i += kChunk) {
+    size_t j = std::min(i + kChunk, ids.size());
+    EpisodeFilter filter;
+    filter.domain = domain;
+    filter.include_steps = true;
+    if (j < ids.size()) filter.before_id = ids[j];
+    ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<EpisodeStream> stream, memory.ListEpisodes(filter));
+    std::vector<Episode> chunk;
+    for (;;) {
+      ENGRAM_ASSIGN_OR_RETURN(std::optional<Episode> e, stream->Next());
+      if (!e || e->episode_id < ids[i]) break;
+      if (e->episode_id > ids[j - 1]) continue;  // written after the listing: not exported
+      chunk.push_back(*std::move(e));
+    }
+    for (auto it = chunk.rbegin(); it != chunk.rend(); ++it) ENGRAM_RETURN_IF_ERROR(fn(*it));
+  }
+  return OkStatus();
+}
+
+Status RunExport(Session& session, const ExportArgs& a) {
+  if (a.format != "jsonl") return InvalidArgumentError("--format: only jsonl is supported, got \"" + a.format + "\"");
+  ENGRAM_ASSIGN_OR_RETURN(Memory * memory, session.memory());
+  std::ofstream file;
+  std::ostream* out = &std::cout;
+  std::string tmp;
+  if (a.output != "-") {
+    tmp = a.output + ".tmp";
+    file.open(tmp, std::ios::binary | std::ios::trunc);
+    if (!file) return UnavailableError("cannot write " + tmp);
+    out = &file;
+  }
+  size_t n = 0;
+  Status s = ForEachEpisodeOldestFirst(*memory, a.domain, [&](const Episode& e) -> Status {
+    *out << DumpJson(EpisodeToJson(e)) << '\n';
+    ++n;
+    if (!*out) return UnavailableError("write failed");
+    return OkStatus();
+  });
+  out->flush();
+  if (a.output != "-") {
+    file.close();
+    if (s.ok() && !file) s = UnavailableError("cannot write " + tmp);
+    std::error_code ec;
+    if (!s.ok()) {
+      std::filesystem::remove(tmp, ec);
+      return s;
+    }
+    std::filesystem::rename(tmp, a.output, ec);
+    if (ec) return UnavailableError("cannot rename " + tmp + " to " + a.output + ": " + ec.message());
+    if (session.json()) {
+      PrintJson({{"exported", n}, {"output", a.output}});
+    } else {
+      std::cout << "exported " << n << " episodes to " << a.output << "\n";
+    }
+  }
+  return s;
+}
+
+struct LineError {
+  size_t line;
+  std::string message;
+};
+
+// Parses, validates and redacts one JSONL line. nullopt for a blank line.
+Result<std::optional<Episode>> DecodeLine(Memory& memory, std::string& line) {
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  if (line.find_first_not_of(" \t") == std::string::npos) return std::optional<Episode>();
+  nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return InvalidArgumentError("not valid JSON");
+  if (!j.is_object()) return InvalidArgumentError("episode: expected a JSON object");
+  ENGRAM_ASSIGN_OR_RETURN(Episode e, EpisodeFromJson(j, "episode"));
+  Status s = memory.PrepareImportedEpisode(e);
+  if (!s.ok()) return Status(s.code(), "episode." + std::string(s.message()));
+  return std::optional<Episode>(std::move(e));
+}
+
+struct ImportCounts {
+  size_t added = 0, updated = 0, skipped = 0;
+  std::vector<LineError> errors;
+};
+
+// One pass over `in`. With `write` false only decodes (the --strict check).
+Status ImportPass(Memory& memory, std::istream& in, bool write, ImportCounts& counts) {
+  std::vector<Episode> batch;
+  std::map<std::string, size_t> in_batch;
+  auto flush = [&]() -> Status {
+    if (batch.empty()) return OkStatus();
+    ENGRAM_RETURN_IF_ERROR(memory.storage().PutEpisodes(batch));
+    batch.clear();
+    in_batch.clear();
+    return OkStatus();
+  };
+  std::string line;
+  size_t number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    Result<std::optional<Episode>> decoded = DecodeLine(memory, line);
+    if (!decoded.ok()) {
+      counts.errors.push_back({number, std::string(decoded.status().message())});
+      continue;
+    }
+    if (!decoded->has_value()) continue;
+    Episode e = **std::move(decoded);
+    if (!write) continue;
+    if (auto it = in_batch.find(e.episode_id); it != in_batch.end()) {
+      if (batch[it->second] == e) {
+        ++counts.skipped;
+      } else {
+        batch[it->second] = std::move(e);
+        ++counts.updated;
+      }
+      continue;
+    }
+    Result<Episode> existing = memory.storage().GetEpisode(e.episode_id);
+    if (existing.ok()) {
+      if (*existing == e) {
+        ++counts.skipped;
+        continue;
+      }
+      ++counts.updated;
+    } else if (existing.status().code() == StatusCode::kNotFound) {
+      ++counts.added;
+    } else {
+      return existing.status();
+    }
+    in_batch[e.episode_id] = batch.size();
+    batch.push_back(std::move(e));
+    if (batch.size() >= kBatch) ENGRAM_RETURN_IF_ERROR(flush());
+  }
+  if (in.bad()) return UnavailableError("read failed at line " + std::to_string(number + 1));
+  return flush();
+}
+
+void ReportErrors(const std::vector<LineError>& errors) {
+  for (size_t i = 0; i < errors.size() && i < kMaxPrintedErrors; ++i) {
+    std::cerr << "engram: line " << errors[i].line << ": " << OneLine(errors[i].message) << "\n";
+  }
+  if (errors.size() > kMaxPrintedErrors) {
+    std::cerr << "engram: ... and " << errors.size() - kMaxPrintedErrors << " more bad lines\n";
+  }
+}
+
+Status RunImport(Session& session, const ImportArgs& a) {
+  ENGRAM_ASSIGN_OR_RETURN(Memory * memory, session.memory());
+  std::ifstream file;
+  std::istream* in = &std::cin;
+  std::string spool;  // stdin copied here under --strict, which reads the input twice
+  if (a.input == "-" && a.strict) {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "engram-import-XXXXXX").string();
+    int fd = mkstemp(tmpl.data());
+    if (fd < 0) return UnavailableError("cannot create a temporary file for stdin");
+    close(fd);
+    spool = tmpl;
+    std::ofstream copy(spool, std::ios::binary | std::ios::trunc);
+    copy << std::cin.rdbuf();
+    copy.close();
+  }
+  const std::string path = spool.empty() ? a.input : spool;
+  auto open = [&]() -> Status {
+    if (path == "-") return OkStatus();
+    file.close();
+    file.clear();
+    file.open(path, std::ios::binary);
+    if (!file) return NotFoundError("cannot read " + a.input);
+    in = &file;
+    return OkStatus();
+  };
+  struct Cleanup {
+    std::string path;
+    ~Cleanup() {
+      std::error_code ec;
+      if (!path.empty()) std::filesystem::remove(path, ec);
+    }
+  } cleanup{spool};
+
+  ImportCounts counts;
+  if (a.strict) {
+    ENGRAM_RETURN_IF_ERROR(open());
+    ENGRAM_RETURN_IF_ERROR(ImportPass(*memory, *in, /*write=*/false, counts));
+    if (!counts.errors.empty()) {
+      ReportErrors(counts.errors);
+      return InvalidArgumentError(std::to_string(counts.errors.size()) +
+                                  " bad lines; nothing was imported (--strict)");
+    }
+  }
+  ENGRAM_RETURN_IF_ERROR(open());
+  Status s = ImportPass(*memory, *in, /*write=*/true, counts);
+  ReportErrors(counts.errors);
+  if (session.json()) {
+    nlohmann::json errors = nlohmann::json::array();
+    for (const LineError& e : counts.errors) errors.push_back({{"line", e.line}, {"message", e.message}});
+    PrintJson({{"added", counts.added},
+               {"updated", counts.updated},
+               {"skipped", counts.skipped},
+               {"errors", counts.errors.size()},
+               {"error_lines", errors}});
+  } else {
+    std::cout << "added " << counts.added << ", updated " << counts.updated << ", skipped " << counts.skipped
+              << ", errors " << counts.errors.size() << "\n";
+  }
+  ENGRAM_RETURN_IF_ERROR(s);
+  if (!counts.errors.empty()) {
+    return InvalidArgumentError(std::to_string(counts.errors.size()) + " bad lines were skipped; the rest was imported");
+  }
+  return OkStatus();
+}
+
+// ---- storage ---------------------------------------------------------------------------
+
+int64_t FileSize(const std::string& path) {
+  std::error_code ec;
+  auto n = std::filesystem::file_size(path, ec);
+  return ec ? 0 : static_cast<int64_t>(n);
+}
+
+int64_t DirSize(const std::string& path) {
+  std::error_code ec;
+  int64_t total = 0;
+  for (auto it = std::filesystem::recursive_directory_iterator(path, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    std::error_code fec;
+    if (it->is_regular_file(fec)) total += static_cast<int64_t>(it->file_size(fec));
+  }
+  return total;
+}
+
+bool IsSqlite(Memory& memory) { return memory.storage().Name() == "sqlite"; }
+
+Status RunStats(Session& session) {
+  ENGRAM_ASSIGN_OR_RETURN(const Config* config, session.config());
+  ENGRAM_ASSIGN_OR_RETURN(Memory * memory, session.memory());
+  StorageBackend& store = memory->storage();
+  ENGRAM_ASSIGN_OR_RETURN(StoreStats stats, store.Stats());
+  nlohmann::json j = {{"backend", store.Name()},
+                      {"location", store.Location()},
+                      {"schema_version", store.SchemaVersion()},
+                      {"episodes", stats.episodes},
+                      {"completed_episodes", stats.completed_episodes},
+                      {"steps", stats.steps}};
+  if (IsSqlite(*memory)) {
+    const std::string db = store.Location();
+    j["files"] = {{"db", FileSize(db)},
+                  {"wal", FileSize(db + "-wal")},
+                  {"shm", FileSize(db + "-shm")},
+                  {"cache", config->cache_enabled ? DirSize(config->db_path + ".cache") : 0}};
+  }
+  if (session.json()) {
+    PrintJson(j);
+    return OkStatus();
+  }
+  std::cout << "backend:   " << store.Name() << "\n"
+            << "location:  " << store.Location() << "\n"
+            << "schema:    " << store.SchemaVersion() << "\n"
+            << "episodes:  " << stats.episodes << " (" << stats.completed_episodes << " completed)\n"
+            << "steps:     " << stats.steps << "\n";
+  if (j.contains("files")) {
+    const auto& f = j["files"];
+    std::cout << "db file:   " << f["db"].get<int64_t>() << " bytes\n"
+              << "wal file:  " << f["wal"].get<int64_t>() << " bytes\n"
+              << "shm file:  " << f["shm"].get<int64_t>() << " bytes\n"
+              << "cache dir: " << f["cache"].get<int64_t>() << " bytes\n";
+  }
+  return OkStatus();
+}
+
+Status RunVerify(Session& session) {
+  ENGRAM_ASSIGN_OR_RETURN(Memory * memory, session.memory());
+  StorageBackend& store = memory->storage();
+  Status health = store.CheckHealth();
+  std::vector<std::string> bad;
+  std::vector<std::string> problems;
+  size_t checked = 0;
+  if (!health.ok()) problems.push_back("health check: " + std::string(health.message()));
+  Result<std::vector<std::string>> ids = ListIdsOldestFirst(*memory, std::nullopt);
+  if (!ids.ok()) {
+    problems.push_back("listing episodes: " + std::string(ids.status().message()));
+  } else {
+    for (const std::string& id : *ids) {
+      ++checked;
+      Result<Episode> e = store.GetEpisode(id);
+      if (!e.ok()) {
+        bad.push_back(id);
+        problems.push_back(id + ": " + std::string(e.status().message()));
+        continue;
+      }
+      // What export would write must read back as the same episode.
+      Result<Episode> back = EpisodeFromJson(EpisodeToJson(*e));
+      if (!back.ok() || !(*back == *e)) {
+        bad.push_back(id);
+        problems.push_back(id + ": does not round-trip through JSON");
+      }
+    }
+  }
+  bool ok = problems.empty();
+  if (session.json()) {
+    PrintJson({{"ok", ok}, {"checked", checked}, {"bad_ids", bad}, {"problems", problems}});
+  } else {
+    for (const std::string& p : problems) std::cout << "problem: " << OneLine(p) << "\n";
+    std::cout << (ok ? "ok" : "FAILED") << ": " << checked << " episodes read, " << bad.size() << " bad\n";
+  }
+  if (!ok) return DataLossError("store verification failed: " + std::to_string(problems.size()) + " problems");
+  return OkStatus();
+}
+
+Status SqliteExec(const std::string& path, const char* sql, int busy_ms) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr);
+  if (rc == SQLITE_OK) {
+    sqlite3_busy_timeout(db, busy_ms);
+    rc = sqlite3_exec(db, sql, nullptr, nullptr, nullptr);
+  }
+  std::string message = db != nullptr ? sqlite3_errmsg(db) : "out of memory";
+  sqlite3_close(db);
+  if (rc != SQLITE_OK) return UnavailableError(path + ": " + message);
+  return OkStatus();
+}
+
+Status RunVacuum(Session& session) {
+  ENGRAM_ASSIGN_OR_RETURN(const Config* config, session.config());
+  ENGRAM_ASSIGN_OR_RETURN(Memory * memory, session.memory());
+  if (!IsSqlite(*memory)) {
+    return UnimplementedError("storage vacuum: only the SQLite store can be vacuumed by engram (backend " +
+                              memory->storage().Name() + ")");
+  }
+  const std::string db = memory->storage().Location();
+  int64_t before = FileSize(db) + FileSize(db + "-wal");
+  int busy_ms = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(config->busy_timeout).count());
+  ENGRAM_RETURN_IF_ERROR(SqliteExec(db, "VACUUM; PRAGMA wal_checkpoint(TRUNCATE);", std::max(busy_ms, 1000)));
+  int64_t after = FileSize(db) + FileSize(db + "-wal");
+  if (session.json()) {
+    PrintJson({{"vacuumed", db}, {"bytes_before", before}, {"bytes_after", after}});
+  } else {
+    std::cout << "vacuumed " << db << ": " << before << " -> " << after << " bytes\n";
+  }
+  return OkStatus();
+}
+
+// PRAGMA user_version of an existing SQLite file, 0 for a missing or new one.
+int SqliteUserVersion(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return 0;
+  sqlite3* db = nullptr;
+  int version = 0;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+      version = sqlite3_column_int(st, 0);
+    }
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(db);
+  return version;
+}
+
+Status RunMigrate(Session& session) {
+  ENGRAM_ASSIGN_OR_RETURN(const Config* config, session.config());
+  std::optional<int> before;
+  bool sqlite_file = config->store_url.empty() || config->store_url.find("://") == std::string::npos;
+  if (sqlite_file) before = SqliteUserVersion(config->db_path);
+  ENGRAM_ASSIGN_OR_RETURN(Memory * memory, session.memory());  // opening migrates
+  int after = memory->storage().SchemaVersion();
+  if (session.json()) {
+    nlohmann::json j = {{"backend", memory->storage().Name()}, {"schema_version_after", after}};
+    j["schema_version_before"] = before ? nlohmann::json(*before) : nlohmann::json(nullptr);
+    PrintJson(j);
+  } else {
+    std::cout << "schema version: " << (before ? std::to_string(*before) : std::string("unknown")) << " -> " << after
+              << (before && *before == after ? " (already current)" : "") << "\n";
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+void AddStorageCommands(CLI::App& app, Command* selected) {
+  auto ex = std::make_shared<ExportArgs>();
+  auto* e = app.add_subcommand("export", "Write every episode (steps included) as JSON lines, oldest first");
+  e->add_option("--format", ex->format, "jsonl (the only format)");
+  e->add_option("--domain,-d", ex->domain, "Only this domain");
+  e->add_option("--output,-o", ex->output, "File to write, or - for stdout (default)");
+  e->callback([=] { *selected = [ex](Session& s) { return RunExport(s, *ex); }; });
+
+  auto im = std::make_shared<ImportArgs>();
+  auto* i = app.add_subcommand("import", "Merge episodes from JSON lines (by episode id; redacted like live writes)");
+  i->add_option("file", im->input, "A JSONL file from engram export, or - for stdin")->required();
+  i->add_flag("--strict", im->strict, "Import nothing if any line is bad");
+  i->callback([=] { *selected = [im](Session& s) { return RunImport(s, *im); }; });
+
+  auto* storage = app.add_subcommand("storage", "Inspect and maintain the store");
+  storage->require_subcommand(1);
+  storage->add_subcommand("stats", "Counts, location, backend, schema and file sizes")->callback([=] {
+    *selected = RunStats;
+  });
+  storage->add_subcommand("verify", "Check the store's health and read back every episode")->callback([=] {
+    *selected = RunVerify;
+  });
+  storage->add_subcommand("vacuum", "Reclaim free space (SQLite)")->callback([=] { *selected = RunVacuum; });
+  storage->add_subcommand("migrate", "Bring the store's schema up to date (opening does) and show the versions")
+      ->callback([=] { *selected = RunMigrate; });
+}
+
+}  // namespace engram::cli
