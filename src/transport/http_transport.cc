@@ -545,6 +545,10 @@ void HttpTransport::Impl::SetUpRoutes() {
   // timeout even after stop(): short, so that Stop() is prompt. Agents pause far longer
   // than this between calls anyway, so a longer one would save few reconnects.
   http_.set_keep_alive_timeout(kKeepAliveSeconds);
+  // Responses are small and written in pieces (headers, body, SSE events): without
+  // TCP_NODELAY a client that reuses its connection waits ~40 ms for delayed ACKs on each
+  // request (measured by bench/mcp: 27 ms -> 0.8 ms per call).
+  http_.set_tcp_nodelay(true);
 
   http_.Post("/mcp", [this](const httplib::Request& req, httplib::Response& res,
                             const httplib::ContentReader& reader) { HandlePost(req, res, reader); });
