@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "testing/shell.h"
 #include "testing/temp_dir.h"
 
 namespace engram {
@@ -22,27 +23,18 @@ struct CliRun {
   std::string err;
 };
 
-std::string Quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
 class CliTest : public ::testing::Test {
  protected:
   // Runs `engram ARGS` with ENGRAM_DB pointing into the temp folder and no config file.
   CliRun Engram(const std::string& args, const std::string& env = "") {
     std::string err_file = dir_.File("stderr.txt");
-    std::string cmd = "env -u ENGRAM_CONFIG XDG_CONFIG_HOME=" + Quote(dir_.File("config")) +
-                      " ENGRAM_DB=" + Quote(dir_.File("memory.db")) + " " + env + " " ENGRAM_BINARY " " + args +
-                      " 2>" + Quote(err_file);
+    std::string cmd = "env -u ENGRAM_CONFIG XDG_CONFIG_HOME=" + testing::ShellQuote(dir_.File("config")) +
+                      " ENGRAM_DB=" + testing::ShellQuote(dir_.File("memory.db")) + " " + env + " " ENGRAM_BINARY " " + args +
+                      " 2>" + testing::ShellQuote(err_file);
+    testing::ShellResult shell = testing::RunShell(cmd);
     CliRun r;
-    FILE* p = popen(cmd.c_str(), "r");
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
-    int status = pclose(p);
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    r.exit_code = shell.exit_code;
+    r.out = std::move(shell.out);
     std::ifstream in(err_file);
     r.err.assign(std::istreambuf_iterator<char>(in), {});
     return r;

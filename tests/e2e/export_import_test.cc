@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "testing/shell.h"
 #include "testing/temp_dir.h"
 
 namespace engram {
@@ -23,12 +24,6 @@ struct CliRun {
   std::string out;
   std::string err;
 };
-
-std::string Quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -55,15 +50,12 @@ class ExportImportTest : public ::testing::Test {
   // Runs `engram --db STORE ARGS` with no config file.
   CliRun Engram(const std::string& store, const std::string& args) {
     std::string err_file = dir_.File("stderr.txt");
-    std::string cmd = "env -u ENGRAM_CONFIG -u ENGRAM_STORE XDG_CONFIG_HOME=" + Quote(dir_.File("config")) +
-                      " " ENGRAM_BINARY " --db " + Quote(dir_.File(store)) + " " + args + " 2>" + Quote(err_file);
+    std::string cmd = "env -u ENGRAM_CONFIG -u ENGRAM_STORE XDG_CONFIG_HOME=" + testing::ShellQuote(dir_.File("config")) +
+                      " " ENGRAM_BINARY " --db " + testing::ShellQuote(dir_.File(store)) + " " + args + " 2>" + testing::ShellQuote(err_file);
+    testing::ShellResult shell = testing::RunShell(cmd);
     CliRun r;
-    FILE* p = popen(cmd.c_str(), "r");
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
-    int status = pclose(p);
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    r.exit_code = shell.exit_code;
+    r.out = std::move(shell.out);
     r.err = ReadFile(err_file);
     return r;
   }
@@ -104,7 +96,7 @@ class ExportImportTest : public ::testing::Test {
 
 TEST_F(ExportImportTest, ExportImportExportIsByteIdentical) {
   std::vector<std::string> ids = Populate("a.db");
-  CliRun ex = Engram("a.db", "export --output " + Quote(dir_.File("a.jsonl")));
+  CliRun ex = Engram("a.db", "export --output " + testing::ShellQuote(dir_.File("a.jsonl")));
   ASSERT_EQ(ex.exit_code, 0) << ex.err;
   EXPECT_NE(ex.out.find("exported 3 episodes"), std::string::npos) << ex.out;
   std::string a = ReadFile(dir_.File("a.jsonl"));
@@ -122,7 +114,7 @@ TEST_F(ExportImportTest, ExportImportExportIsByteIdentical) {
   EXPECT_EQ(Engram("a.db", "export").out, a);
   EXPECT_EQ(Engram("a.db", "export --format jsonl -o -").out, a);
 
-  CliRun im = Engram("b.db", "import " + Quote(dir_.File("a.jsonl")));
+  CliRun im = Engram("b.db", "import " + testing::ShellQuote(dir_.File("a.jsonl")));
   ASSERT_EQ(im.exit_code, 0) << im.err;
   EXPECT_EQ(im.out, "added 3, updated 0, skipped 0, errors 0\n");
   EXPECT_EQ(Engram("b.db", "export").out, a);
@@ -147,8 +139,8 @@ TEST_F(ExportImportTest, ExportFiltersByDomain) {
 
 TEST_F(ExportImportTest, ImportIsIdempotentAndMergesById) {
   Populate("a.db");
-  ASSERT_EQ(Engram("a.db", "export -o " + Quote(dir_.File("a.jsonl"))).exit_code, 0);
-  std::string file = Quote(dir_.File("a.jsonl"));
+  ASSERT_EQ(Engram("a.db", "export -o " + testing::ShellQuote(dir_.File("a.jsonl"))).exit_code, 0);
+  std::string file = testing::ShellQuote(dir_.File("a.jsonl"));
   EXPECT_EQ(Engram("b.db", "import " + file).out, "added 3, updated 0, skipped 0, errors 0\n");
   EXPECT_EQ(Engram("b.db", "import " + file).out, "added 0, updated 0, skipped 3, errors 0\n");
   // Importing into the store it came from changes nothing either.
@@ -163,7 +155,7 @@ TEST_F(ExportImportTest, ImportIsIdempotentAndMergesById) {
   std::string modified;
   for (const std::string& l : lines) modified += l + "\n";
   WriteFile(dir_.File("m.jsonl"), modified);
-  CliRun up = Engram("b.db", "--json import " + Quote(dir_.File("m.jsonl")));
+  CliRun up = Engram("b.db", "--json import " + testing::ShellQuote(dir_.File("m.jsonl")));
   ASSERT_EQ(up.exit_code, 0) << up.err;
   json counts = json::parse(up.out);
   EXPECT_EQ(counts["added"], 0);
@@ -175,7 +167,7 @@ TEST_F(ExportImportTest, ImportIsIdempotentAndMergesById) {
   EXPECT_EQ(Engram("b.db", "export").out, modified);
 
   // From stdin too.
-  CliRun again = Engram("b.db", "import - < " + Quote(dir_.File("m.jsonl")));
+  CliRun again = Engram("b.db", "import - < " + testing::ShellQuote(dir_.File("m.jsonl")));
   EXPECT_EQ(again.out, "added 0, updated 0, skipped 3, errors 0\n") << again.err;
 }
 
@@ -191,7 +183,7 @@ TEST_F(ExportImportTest, BadLinesAreReportedAndSkippedOrWithStrictNothingIsWritt
                      bad_id.dump() + "\n" + lines[2] + "\n";
   // Line 1: not JSON; 2: good; 3: blank; 4: steps[1].tool missing; 5: bad id; 6: good.
   WriteFile(dir_.File("bad.jsonl"), text);
-  std::string file = Quote(dir_.File("bad.jsonl"));
+  std::string file = testing::ShellQuote(dir_.File("bad.jsonl"));
 
   CliRun strict = Engram("c.db", "import --strict " + file);
   EXPECT_EQ(strict.exit_code, 1);
@@ -219,8 +211,8 @@ TEST_F(ExportImportTest, BadLinesAreReportedAndSkippedOrWithStrictNothingIsWritt
   EXPECT_EQ(counts["error_lines"][2]["line"], 5);
 
   // A strict import of good data works.
-  ASSERT_EQ(Engram("a.db", "export -o " + Quote(dir_.File("a.jsonl"))).exit_code, 0);
-  CliRun ok = Engram("e.db", "import --strict " + Quote(dir_.File("a.jsonl")));
+  ASSERT_EQ(Engram("a.db", "export -o " + testing::ShellQuote(dir_.File("a.jsonl"))).exit_code, 0);
+  CliRun ok = Engram("e.db", "import --strict " + testing::ShellQuote(dir_.File("a.jsonl")));
   EXPECT_EQ(ok.exit_code, 0) << ok.err;
   EXPECT_EQ(ok.out, "added 3, updated 0, skipped 0, errors 0\n");
 }
@@ -233,7 +225,7 @@ TEST_F(ExportImportTest, ImportRedactsSecretsLikeLiveWrites) {
   e["steps"][0]["result"]["output"] = "export GITHUB_TOKEN=" + kToken + "\nok";
   e["steps"][0]["parameters"]["headers"] = {{"Authorization", "Bearer " + kToken}};
   WriteFile(dir_.File("secret.jsonl"), e.dump() + "\n");
-  CliRun r = Engram("s.db", "import " + Quote(dir_.File("secret.jsonl")));
+  CliRun r = Engram("s.db", "import " + testing::ShellQuote(dir_.File("secret.jsonl")));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "added 1, updated 0, skipped 0, errors 0\n");
   EXPECT_EQ(r.err.find(kToken), std::string::npos);
@@ -251,11 +243,11 @@ TEST_F(ExportImportTest, ImportRedactsSecretsLikeLiveWrites) {
   EXPECT_EQ(ReadFile(dir_.File("s.db-wal")).find(kToken), std::string::npos);
 
   // Importing the same secret again: the redacted form is already stored, so skipped.
-  EXPECT_EQ(Engram("s.db", "import " + Quote(dir_.File("secret.jsonl"))).out,
+  EXPECT_EQ(Engram("s.db", "import " + testing::ShellQuote(dir_.File("secret.jsonl"))).out,
             "added 0, updated 0, skipped 1, errors 0\n");
 
   // redaction.mode = reject: the line is an error naming the field, nothing stored.
-  CliRun rej = Engram("r.db", "--set redaction.mode=reject import " + Quote(dir_.File("secret.jsonl")));
+  CliRun rej = Engram("r.db", "--set redaction.mode=reject import " + testing::ShellQuote(dir_.File("secret.jsonl")));
   EXPECT_EQ(rej.exit_code, 1);
   EXPECT_NE(rej.err.find("line 1: episode."), std::string::npos) << rej.err;
   EXPECT_NE(rej.err.find("github_token"), std::string::npos) << rej.err;
@@ -306,7 +298,7 @@ TEST_F(ExportImportTest, VerifyNamesTheBadEpisodes) {
   std::vector<std::string> ids = Populate("a.db");
   // Damage one stored step behind engram's back (the cache is off so the store is read).
   std::string sql = "UPDATE steps SET result_status = 'bogus' WHERE episode_id = '" + ids[2] + "'";
-  ASSERT_EQ(system(("sqlite3 " + Quote(dir_.File("a.db")) + " " + Quote(sql)).c_str()), 0);
+  ASSERT_EQ(system(("sqlite3 " + testing::ShellQuote(dir_.File("a.db")) + " " + testing::ShellQuote(sql)).c_str()), 0);
   CliRun v = Engram("a.db", "--set cache.enabled=false --json storage verify");
   EXPECT_EQ(v.exit_code, 1) << v.out;
   json j = json::parse(v.out.substr(0, v.out.find('\n')));

@@ -20,6 +20,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "testing/shell.h"
 #include "testing/temp_dir.h"
 
 namespace engram {
@@ -33,12 +34,6 @@ using ::testing::Not;
 constexpr const char* kGithubToken = "ghp_C3J27XDCG2LmlZGEONYlgCtjfIZ4SOcMz9CP";
 constexpr const char* kAwsSecret = "mPY72T3AVbfzx06UVZyvmbPkZyRHJouZrQV3xZAx";
 constexpr const char* kDbPassword = "Xk29vLq0pZr7Tn";
-
-std::string Quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
 
 // Every file under `dir` whose bytes contain `needle`, as "name (N bytes)".
 std::vector<std::string> FilesContaining(const std::string& dir, const std::string& needle) {
@@ -160,17 +155,12 @@ class RedactionE2eTest : public ::testing::Test {
 
   // Runs `engram ARGS` on the same store; returns stdout (stderr goes to cli.stderr).
   std::string Engram(const std::string& args, int* exit_code = nullptr) {
-    std::string cmd = "env -u ENGRAM_CONFIG XDG_CONFIG_HOME=" + Quote(dir_.File("config")) +
-                      " ENGRAM_DB=" + Quote(store_dir() + "/memory.db") + " " ENGRAM_BINARY " " + args + " 2>>" +
-                      Quote(dir_.File("cli.stderr"));
-    std::string out;
-    FILE* p = popen(cmd.c_str(), "r");
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-    int status = pclose(p);
-    if (exit_code != nullptr) *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return out;
+    std::string cmd = "env -u ENGRAM_CONFIG XDG_CONFIG_HOME=" + testing::ShellQuote(dir_.File("config")) +
+                      " ENGRAM_DB=" + testing::ShellQuote(store_dir() + "/memory.db") + " " ENGRAM_BINARY " " + args + " 2>>" +
+                      testing::ShellQuote(dir_.File("cli.stderr"));
+    testing::ShellResult r = testing::RunShell(cmd);
+    if (exit_code != nullptr) *exit_code = r.exit_code;
+    return std::move(r.out);
   }
 
   void ExpectNoSecretIn(const std::string& what, const std::string& text) {
@@ -263,8 +253,8 @@ TEST_F(RedactionE2eTest, CliStepOutputIsStoredRedacted) {
   ASSERT_EQ(id.size(), 36u) << id;
   int code = -1;
   Engram("episode log-step " + id + " --tool bash --action 'cat .env' --status success --output " +
-             Quote(StepOutput()) + " --params " +
-             Quote(std::string(R"({"env": {"DB_PASSWORD": ")") + kDbPassword + R"("}})"),
+             testing::ShellQuote(StepOutput()) + " --params " +
+             testing::ShellQuote(std::string(R"({"env": {"DB_PASSWORD": ")") + kDbPassword + R"("}})"),
          &code);
   EXPECT_EQ(code, 0);
   std::string shown = Engram("--json episode get " + id);

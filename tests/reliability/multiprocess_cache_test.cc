@@ -42,23 +42,6 @@ constexpr int kWriters = 8;
 constexpr int kEpisodesPerWriter = 1000;
 constexpr int kStepsPerEpisode = 10;
 
-std::vector<std::string> Lines(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  return lines;
-}
-
-pid_t SpawnWriter(const std::vector<std::string>& args, const std::string& out_path, const std::string& err_path) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid = SpawnTestWriter(args, &actions);
-  posix_spawn_file_actions_destroy(&actions);
-  return pid;
-}
-
 TEST(MultiprocessCacheTest, EightWritersThroughOneCacheLoseNothingAndReadNothingStale) {
   testing::TempDir dir;
   ASSERT_FALSE(dir.path().empty());

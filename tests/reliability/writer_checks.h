@@ -1,7 +1,9 @@
 // Checks shared by the reliability tests on what engram_test_writer wrote.
 #pragma once
 
+#include <fcntl.h>
 #include <spawn.h>
+#include <unistd.h>
 #include <sqlite3.h>
 
 #include <fstream>
@@ -99,6 +101,25 @@ inline ::testing::AssertionResult IsIntact(const Episode& e, const std::string& 
     }
   }
   return ::testing::AssertionSuccess();
+}
+
+// The lines of `text`.
+inline std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+// Starts engram_test_writer with stdout and stderr sent to files. Returns its pid, or -1.
+inline pid_t SpawnWriter(const std::vector<std::string>& args, const std::string& out_path, const std::string& err_path) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  pid_t pid = SpawnTestWriter(args, &actions);
+  posix_spawn_file_actions_destroy(&actions);
+  return pid;
 }
 
 }  // namespace engram
