@@ -148,7 +148,41 @@ class NullBackend final : public StorageBackend {
   }
   Result<bool> DeleteEpisode(std::string_view) override { return false; }
   Result<StoreStats> Stats() override { return StoreStats{}; }
+  // The retrieval index and learning tables: the add_step path under measure never
+  // touches them, so NullBackend keeps none and says so.
+  Result<int64_t> Generation() override { return 0; }
+  Result<std::vector<TextHit>> SearchText(const TextSearchRequest&) override { return NotStored("a text index"); }
+  Result<TermStats> GetTermStats(std::span<const std::string>) override { return NotStored("a text index"); }
+  Result<std::optional<EmbeddingSpace>> GetEmbeddingSpace() override { return NotStored("embeddings"); }
+  Status SetEmbeddingSpace(const EmbeddingSpace&) override { return NotStored("embeddings"); }
+  Status PutVectors(const EmbeddingSpace&, std::span<const EpisodeVector>) override { return NotStored("embeddings"); }
+  Result<std::unique_ptr<VectorStream>> ListVectors(const EmbeddingSpace&, int64_t) override {
+    return NotStored("embeddings");
+  }
+  Result<std::vector<std::string>> EpisodesWithoutVector(const EmbeddingSpace&, size_t) override {
+    return NotStored("embeddings");
+  }
+  Status MergePatterns(std::span<const std::string>, const std::function<Status(std::vector<Pattern>&)>&) override {
+    return NotStored("patterns");
+  }
+  Result<Pattern> GetPattern(std::string_view) override { return NotStored("patterns"); }
+  Result<std::vector<Pattern>> ListPatterns(const PatternFilter&) override { return NotStored("patterns"); }
+  Status SetPatternDecay(std::span<const std::pair<std::string, double>>) override { return NotStored("patterns"); }
+  Status ResetLearning() override { return NotStored("patterns"); }
+  Status PutHeuristics(std::span<const Heuristic>) override { return NotStored("heuristics"); }
+  Result<std::vector<Heuristic>> ListHeuristics(size_t) override { return NotStored("heuristics"); }
+  Status RecordAttributions(std::span<const Attribution>) override { return NotStored("attributions"); }
+  Result<std::vector<std::string>> CreditAttributions(std::string_view, bool) override {
+    return NotStored("attributions");
+  }
+  Result<std::vector<std::string>> PendingExtraction(size_t) override { return NotStored("extraction marks"); }
+  Status MarkExtracted(std::span<const std::string>) override { return NotStored("extraction marks"); }
   Status CheckHealth() override { return OkStatus(); }
+
+ private:
+  static Status NotStored(const char* what) {
+    return UnimplementedError(std::string("NullBackend does not store ") + what);
+  }
 };
 
 void BM_AddStep(benchmark::State& state, bool redaction) {

@@ -8,12 +8,16 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
+#include "engram/patterns.h"
 #include "engram/result.h"
 #include "engram/status.h"
 #include "engram/types.h"
@@ -55,10 +59,78 @@ class EpisodeStream {
   EpisodeStream() = default;
 };
 
+// ---- Retrieval index (schema v2) -------------------------------------------------------
+// Every completed episode is in a full-text index, written in the same transaction as the
+// completion (CompleteEpisode, PutEpisodes) and removed with the episode. What is indexed
+// is model/search_text.h's SearchDocument: normalised words (RetrievalTokens), so every
+// backend matches the same words the same way.
+
+struct TextSearchRequest {
+  // Words as model/search_text.h's SearchTokens returns them (already normalised). A
+  // document matches when it holds at least one of them. Empty: no hits.
+  std::vector<std::string> words;
+  size_t limit = 100;                        // at most this many hits, best first
+  std::optional<std::string> domain;         // hard filter (domain_filter: true)
+  std::vector<std::string> allowed_domains;  // empty: all domains
+};
+
+struct TextHit {
+  std::string episode_id;
+  double score = 0;  // BM25, larger is better, > 0
+};
+
+// An embedding space: vectors are comparable only within one. Recorded in the store.
+struct EmbeddingSpace {
+  std::string provider;  // "hashing", "http"
+  std::string model;     // provider-specific ("hash-v1", "text-embedding-3-small")
+  int dimension = 0;
+  // "hashing/hash-v1/256": the key vectors are stored under.
+  std::string Key() const { return provider + "/" + model + "/" + std::to_string(dimension); }
+  friend bool operator==(const EmbeddingSpace&, const EmbeddingSpace&) = default;
+};
+
+struct EpisodeVector {
+  std::string episode_id;
+  std::vector<float> vector;  // space.dimension values
+  // Set by the store: grows with every PutVectors (a replaced vector gets a new seq), so
+  // a reader can catch up with ListVectors(space, after_seq). Ignored by PutVectors.
+  int64_t seq = 0;
+};
+
+// A forward-only stream of the stored vectors of one space, by seq ascending.
+class VectorStream {
+ public:
+  VectorStream(const VectorStream&) = delete;
+  VectorStream& operator=(const VectorStream&) = delete;
+  virtual ~VectorStream() = default;
+  // The next vector, or nullopt at the end.
+  virtual Result<std::optional<EpisodeVector>> Next() = 0;
+
+ protected:
+  VectorStream() = default;
+};
+
+// Document frequencies of words in the full-text index.
+struct TermStats {
+  int64_t documents = 0;               // indexed (completed) episodes
+  std::vector<int64_t> doc_frequency;  // per requested word: documents holding it
+};
+
+// ---- Learning (schema v3) --------------------------------------------------------------
+
+struct PatternFilter {
+  std::optional<PatternType> type;
+  std::optional<std::string> domain;       // exact match on context.domain
+  std::optional<double> min_success_rate;  // success_rate >= this
+  size_t limit = 0;                        // 0: no limit
+};
+
 struct StoreStats {
   int64_t episodes = 0;
   int64_t completed_episodes = 0;
   int64_t steps = 0;
+  int64_t patterns = 0;
+  int64_t heuristics = 0;
 };
 
 // Thread-safe. Several processes may open the same store at once; none of them sees
@@ -107,6 +179,70 @@ class StorageBackend {
   virtual Result<bool> DeleteEpisode(std::string_view episode_id) = 0;
 
   virtual Result<StoreStats> Stats() = 0;
+
+  // ---- Retrieval index ----
+
+  // A counter that grows with every write transaction of any process on this store
+  // (episodes, vectors, patterns). Caches key on it.
+  virtual Result<int64_t> Generation() = 0;
+
+  // BM25 over the full-text index of completed episodes. Never fails on the words'
+  // characters (they are quoted/escaped). Empty words: empty result.
+  virtual Result<std::vector<TextHit>> SearchText(const TextSearchRequest& request) = 0;
+
+  // Document frequencies of `words` (normalised as in TextSearchRequest).
+  virtual Result<TermStats> GetTermStats(std::span<const std::string> words) = 0;
+
+  // The embedding space recorded in the store (set by SetEmbeddingSpace), if any.
+  virtual Result<std::optional<EmbeddingSpace>> GetEmbeddingSpace() = 0;
+  // Records the space the store's vectors belong to. Vectors of other spaces are deleted
+  // in the same transaction (they are stale).
+  virtual Status SetEmbeddingSpace(const EmbeddingSpace& space) = 0;
+  // Inserts or replaces vectors of `space` (which must be the recorded space, else
+  // kFailedPrecondition) in ONE transaction. Vectors of unknown or not-yet-completed
+  // episodes: kNotFound and nothing is written. Wrong length: kInvalidArgument.
+  virtual Status PutVectors(const EmbeddingSpace& space, std::span<const EpisodeVector> vectors) = 0;
+  // Streams the stored vectors of `space` with seq > after_seq, by seq ascending.
+  virtual Result<std::unique_ptr<VectorStream>> ListVectors(const EmbeddingSpace& space, int64_t after_seq) = 0;
+  // Completed episodes with no vector in `space`, oldest first, at most `limit`.
+  virtual Result<std::vector<std::string>> EpisodesWithoutVector(const EmbeddingSpace& space, size_t limit) = 0;
+
+  // ---- Learning ----
+
+  // Atomically merges into the patterns whose similarity keys are `keys`: in one write
+  // transaction (no other writer, in any process, in between) loads those that exist,
+  // calls `merge(patterns)` (the vector holds the existing ones, in no set order; merge may
+  // change them and append new ones — a new one needs a fresh pattern_id), and writes back
+  // every pattern the vector then holds. If `merge` returns an error nothing is written.
+  // Errors: kAlreadyExists (two patterns with one key); storage errors.
+  virtual Status MergePatterns(std::span<const std::string> keys,
+                               const std::function<Status(std::vector<Pattern>&)>& merge) = 0;
+  virtual Result<Pattern> GetPattern(std::string_view pattern_id) = 0;  // Errors: kNotFound
+  // Patterns matching `filter`, by (success_rate × decay_weight) descending, then newest.
+  virtual Result<std::vector<Pattern>> ListPatterns(const PatternFilter& filter) = 0;
+  // Replaces the decay_weight of patterns in one transaction (unknown ids: ignored).
+  virtual Status SetPatternDecay(std::span<const std::pair<std::string, double>> weights) = 0;
+  // Deletes every pattern, heuristic and attribution (for re-extraction) and marks every
+  // completed episode as pending extraction, in one transaction.
+  virtual Status ResetLearning() = 0;
+
+  // Inserts or replaces heuristics (by heuristic_id) in one transaction.
+  virtual Status PutHeuristics(std::span<const Heuristic> heuristics) = 0;
+  virtual Result<std::vector<Heuristic>> ListHeuristics(size_t limit) = 0;  // by confidence desc
+
+  // Records that patterns were shown to / applied by an episode (an applied record for a
+  // pair already shown upgrades it). Bumps times_retrieved / times_applied and last_used of
+  // each pattern in the same transaction. Unknown pattern ids: ignored.
+  virtual Status RecordAttributions(std::span<const Attribution> attributions) = 0;
+  // Credits each not-yet-credited attribution of `episode_id` with the outcome
+  // (success_when_applied or failure_when_applied += 1) and marks it credited, in one
+  // transaction; returns the pattern ids credited. A second call credits nothing.
+  virtual Result<std::vector<std::string>> CreditAttributions(std::string_view episode_id, bool success) = 0;
+
+  // Completed episodes not yet through the learning pipeline (CompleteEpisode and
+  // PutEpisodes of a completed episode mark them; MarkExtracted clears), oldest first.
+  virtual Result<std::vector<std::string>> PendingExtraction(size_t limit) = 0;
+  virtual Status MarkExtracted(std::span<const std::string> episode_ids) = 0;
 
   // Checks the store is reachable and writable, and its structure is intact.
   // Errors: kUnavailable, kDataLoss (with what is wrong).

@@ -3,6 +3,8 @@
 #include <array>
 #include <utility>
 
+#include "engram/patterns.h"
+
 #include "common/strings.h"
 
 namespace engram {
@@ -57,6 +59,13 @@ constexpr std::array<std::pair<std::string_view, OutcomeKind>, 3> kOutcomeKinds{
     {"failure", OutcomeKind::kFailure},
 }};
 
+constexpr std::array<std::pair<std::string_view, PatternType>, 4> kPatternTypes{{
+    {"tool_sequence", PatternType::kToolSequence},
+    {"decision_point", PatternType::kDecisionPoint},
+    {"error_recovery", PatternType::kErrorRecovery},
+    {"context_pattern", PatternType::kContextPattern},
+}};
+
 size_t OptSize(const std::optional<std::string>& s) { return s ? s->size() : 0; }
 size_t ListSize(const std::vector<std::string>& v) {
   size_t n = 0;
@@ -74,6 +83,8 @@ Result<TaskType> ParseTaskType(std::string_view n) { return ParseName(n, kTaskTy
 Result<Complexity> ParseComplexity(std::string_view n) { return ParseName(n, kComplexities, "complexity"); }
 Result<StepStatus> ParseStepStatus(std::string_view n) { return ParseName(n, kStepStatuses, "step status"); }
 Result<OutcomeKind> ParseOutcomeKind(std::string_view n) { return ParseName(n, kOutcomeKinds, "outcome"); }
+std::string_view PatternTypeName(PatternType t) { return NameOf(t, kPatternTypes); }
+Result<PatternType> ParsePatternType(std::string_view n) { return ParseName(n, kPatternTypes, "pattern type"); }
 
 size_t Step::ByteSize() const {
   size_t n = tool.size() + action.size() + parameters_json.size();

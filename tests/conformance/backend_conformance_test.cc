@@ -65,7 +65,7 @@ TEST_P(BackendConformance, DataSurvivesReopen) {
   auto got = store_->GetEpisode(e.episode_id);
   ASSERT_TRUE(got.ok());
   EXPECT_EQ(got->steps.size(), 3u);
-  EXPECT_EQ(store_->SchemaVersion(), 1);
+  EXPECT_EQ(store_->SchemaVersion(), 3);  // v2: retrieval index, v3: learning
 }
 
 TEST_P(BackendConformance, DuplicateIdIsAlreadyExists) {

@@ -363,6 +363,48 @@ class LmdbCacheImpl final : public LmdbCache {
 
   Result<StoreStats> Stats() override { return base_->Stats(); }
 
+  // The retrieval index and the learning tables are not cached: they change with every
+  // completion and are read in bulk, so these forward to the base. None of them changes a
+  // cached episode (a copy holds the episode's own fields only).
+  Result<int64_t> Generation() override { return base_->Generation(); }
+  Result<std::vector<TextHit>> SearchText(const TextSearchRequest& request) override {
+    return base_->SearchText(request);
+  }
+  Result<TermStats> GetTermStats(std::span<const std::string> words) override { return base_->GetTermStats(words); }
+  Result<std::optional<EmbeddingSpace>> GetEmbeddingSpace() override { return base_->GetEmbeddingSpace(); }
+  Status SetEmbeddingSpace(const EmbeddingSpace& space) override { return base_->SetEmbeddingSpace(space); }
+  Status PutVectors(const EmbeddingSpace& space, std::span<const EpisodeVector> vectors) override {
+    return base_->PutVectors(space, vectors);
+  }
+  Result<std::unique_ptr<VectorStream>> ListVectors(const EmbeddingSpace& space, int64_t after_seq) override {
+    return base_->ListVectors(space, after_seq);
+  }
+  Result<std::vector<std::string>> EpisodesWithoutVector(const EmbeddingSpace& space, size_t limit) override {
+    return base_->EpisodesWithoutVector(space, limit);
+  }
+  Status MergePatterns(std::span<const std::string> keys,
+                       const std::function<Status(std::vector<Pattern>&)>& merge) override {
+    return base_->MergePatterns(keys, merge);
+  }
+  Result<Pattern> GetPattern(std::string_view pattern_id) override { return base_->GetPattern(pattern_id); }
+  Result<std::vector<Pattern>> ListPatterns(const PatternFilter& filter) override {
+    return base_->ListPatterns(filter);
+  }
+  Status SetPatternDecay(std::span<const std::pair<std::string, double>> weights) override {
+    return base_->SetPatternDecay(weights);
+  }
+  Status ResetLearning() override { return base_->ResetLearning(); }
+  Status PutHeuristics(std::span<const Heuristic> heuristics) override { return base_->PutHeuristics(heuristics); }
+  Result<std::vector<Heuristic>> ListHeuristics(size_t limit) override { return base_->ListHeuristics(limit); }
+  Status RecordAttributions(std::span<const Attribution> attributions) override {
+    return base_->RecordAttributions(attributions);
+  }
+  Result<std::vector<std::string>> CreditAttributions(std::string_view episode_id, bool success) override {
+    return base_->CreditAttributions(episode_id, success);
+  }
+  Result<std::vector<std::string>> PendingExtraction(size_t limit) override { return base_->PendingExtraction(limit); }
+  Status MarkExtracted(std::span<const std::string> episode_ids) override { return base_->MarkExtracted(episode_ids); }
+
   Status CheckHealth() override {
     ENGRAM_RETURN_IF_ERROR(base_->CheckHealth());
     return env_->Check();

@@ -4,6 +4,8 @@
 
 #include <charconv>
 #include <cstring>
+#include <limits>
+#include <string_view>
 
 #include "common/logging.h"
 
@@ -159,6 +161,24 @@ bool PgResult::Bool(int row, int col) const {
   return PQgetlength(result_, row, col) > 0 && PQgetvalue(result_, row, col)[0] == 't';
 }
 
+double PgResult::Double(int row, int col) const {
+  const char* v = PQgetvalue(result_, row, col);
+  const int n = PQgetlength(result_, row, col);
+  double value = 0;
+  // PostgreSQL spells the specials its own way; from_chars reads "nan" and "inf".
+  std::string_view text(v, static_cast<size_t>(n));
+  if (text == "NaN") return std::numeric_limits<double>::quiet_NaN();
+  if (text == "Infinity") return std::numeric_limits<double>::infinity();
+  if (text == "-Infinity") return -std::numeric_limits<double>::infinity();
+  std::from_chars(v, v + n, value);
+  return value;
+}
+
+std::optional<double> PgResult::OptDouble(int row, int col) const {
+  if (IsNull(row, col)) return std::nullopt;
+  return Double(row, col);
+}
+
 // ---- Connection ----
 
 Result<std::unique_ptr<Connection>> Connection::Open(const ConnectOptions& options) {
@@ -185,7 +205,12 @@ Result<std::unique_ptr<Connection>> Connection::Open(const ConnectOptions& optio
   std::unique_ptr<Connection> c(new Connection(conn, options.display));
   Params timeout_param;
   timeout_param.Text(std::to_string(options.statement_timeout.count()));
-  Result<PgResult> set = c->QueryOnce("SELECT set_config('statement_timeout', $1, false)", timeout_param);
+  // extra_float_digits > 0 makes the server print every float in its shortest form that
+  // reads back exactly (PostgreSQL 12+), whatever the server's default: stored doubles
+  // (success rates, decay weights) round-trip bit for bit.
+  Result<PgResult> set = c->QueryOnce(
+      "SELECT set_config('statement_timeout', $1, false), set_config('extra_float_digits', '3', false)",
+      timeout_param);
   if (!set.ok()) return set.status();
   return c;
 }

@@ -70,6 +70,9 @@ class PgResult {
   int64_t Int(int row, int col) const;
   std::optional<int64_t> OptInt(int row, int col) const;
   bool Bool(int row, int col) const;  // "t"
+  // 0 for NULL. Exact: the session prints floats in their shortest round-tripping form.
+  double Double(int row, int col) const;
+  std::optional<double> OptDouble(int row, int col) const;
 
  private:
   pg_result* result_;
@@ -87,7 +90,7 @@ struct ConnectOptions {
 // a time.
 class Connection {
  public:
-  // Connects and applies the session settings (statement_timeout).
+  // Connects and applies the session settings (statement_timeout, exact float output).
   // Errors: kUnavailable (cannot connect, with libpq's reason and the masked conninfo).
   static Result<std::unique_ptr<Connection>> Open(const ConnectOptions& options);
   ~Connection();

@@ -32,8 +32,9 @@ CREATE TABLE engram_schema_migrations (
 // never rewrites the episode; nested values read only whole are JSON text (text, not
 // jsonb, so they round-trip byte for byte); fields that filters use are columns.
 // episode_id sorts bytewise (COLLATE "C") whatever the database locale, so newest-first
-// order and keyset pages match SQLite's exactly. search_tsv is the full-text document
-// (task description, reflection, outcome) kept in the same statement as the row.
+// order and keyset pages match SQLite's exactly. search_tsv was v1's full-text document
+// (English stemming); v2 replaces it with the episode_search table. This text is what
+// v1 created and must not change: stores are migrated from exactly this.
 constexpr const char* kSchemaV1 = R"sql(
 CREATE TABLE episodes (
   episode_id       text COLLATE "C" PRIMARY KEY,
@@ -73,20 +74,19 @@ CREATE TABLE steps (
 );
 )sql";
 
+// extract_pending (v3) is true exactly while a completed episode awaits the learning
+// pipeline: written with the row, so the mark and the completion commit together.
 #define ENGRAM_PG_EPISODE_COLUMNS                                                                      \
   "episode_id, task_description, task_type, domain, context_json, start_time, end_time, outcome_kind, " \
   "outcome_json, reward_total, reward_json, reflection_json, pattern_ids_json, tags_json, metadata_json, " \
-  "step_count, byte_size, search_tsv"
-// The full-text document, weighted: A the task, B the reflection, C the outcome.
-#define ENGRAM_PG_SEARCH_VECTOR(a, b, c)                                                         \
-  "setweight(to_tsvector('english', " a "::text), 'A') || setweight(to_tsvector('english', " b \
-  "::text), 'B') || setweight(to_tsvector('english', " c "::text), 'C')"
+  "step_count, byte_size, extract_pending"
 #define ENGRAM_PG_EPISODE_VALUES                                                                    \
   "VALUES ($1, $2, $3, $4, $5, $6::bigint, $7::bigint, $8, $9, $10::float8, $11, $12, $13, $14, $15, " \
-  "$16::int, $17::bigint, " ENGRAM_PG_SEARCH_VECTOR("$18", "$19", "$20") ")"
-#define ENGRAM_PG_SELECT_EPISODE                                                                        \
-  "SELECT episode_id, task_description, task_type, context_json, start_time, end_time, outcome_json, " \
-  "reward_json, reflection_json, pattern_ids_json, tags_json, metadata_json FROM episodes "
+  "$16::int, $17::bigint, $18::boolean)"
+#define ENGRAM_PG_SELECT_COLUMNS                                                                     \
+  "episode_id, task_description, task_type, context_json, start_time, end_time, outcome_json, " \
+  "reward_json, reflection_json, pattern_ids_json, tags_json, metadata_json"
+#define ENGRAM_PG_SELECT_EPISODE "SELECT " ENGRAM_PG_SELECT_COLUMNS " FROM episodes "
 
 constexpr const char* kInsertEpisodeSql =
     "INSERT INTO episodes (" ENGRAM_PG_EPISODE_COLUMNS ") " ENGRAM_PG_EPISODE_VALUES;
@@ -99,7 +99,7 @@ constexpr const char* kUpsertEpisodeSql =
     "reward_json = EXCLUDED.reward_json, reflection_json = EXCLUDED.reflection_json, "
     "pattern_ids_json = EXCLUDED.pattern_ids_json, tags_json = EXCLUDED.tags_json, "
     "metadata_json = EXCLUDED.metadata_json, step_count = EXCLUDED.step_count, "
-    "byte_size = EXCLUDED.byte_size, search_tsv = EXCLUDED.search_tsv";
+    "byte_size = EXCLUDED.byte_size, extract_pending = EXCLUDED.extract_pending";
 // All of an episode's steps in one statement: one array per column, unnested in step.
 constexpr const char* kInsertStepsSql =
     "INSERT INTO steps (episode_id, step_number, \"timestamp\", tool, action, parameters_json, result_status, "
@@ -134,62 +134,16 @@ constexpr const char* kBumpStepsSql =
 constexpr const char* kCompleteSql =
     "UPDATE episodes SET end_time = $2::bigint, outcome_kind = $3, outcome_json = $4, reward_total = $5::float8, "
     "reward_json = $6, reflection_json = $7, pattern_ids_json = $8, tags_json = $9, metadata_json = $10, "
-    "search_tsv = " ENGRAM_PG_SEARCH_VECTOR("left(task_description, 65536)", "$11", "$12")
-    " WHERE episode_id = $1::text";
+    "extract_pending = true WHERE episode_id = $1::text";
 constexpr const char* kDeleteStepsSql = "DELETE FROM steps WHERE episode_id = $1::text";
 constexpr const char* kDeleteEpisodeSql = "DELETE FROM episodes WHERE episode_id = $1::text";
 constexpr const char* kStatsSql =
     "SELECT (SELECT COUNT(*) FROM episodes), (SELECT COUNT(*) FROM episodes WHERE outcome_kind IS NOT NULL), "
-    "(SELECT COUNT(*) FROM steps)";
-
-// Each part of the full-text document is capped: tsvector values are limited to 1 MB,
-// and the start of a text is what search needs.
-constexpr size_t kMaxSearchPartBytes = 64 * 1024;
-
-
-
-// Appends `text` to `out`, separated by a newline, without passing kMaxSearchPartBytes or
-// cutting a UTF-8 sequence in half.
-void AppendSearch(std::string& out, std::string_view text) {
-  if (text.empty() || out.size() >= kMaxSearchPartBytes) return;
-  if (!out.empty()) out += '\n';
-  size_t room = kMaxSearchPartBytes - out.size();
-  if (text.size() > room) {
-    size_t cut = room;
-    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
-    text = text.substr(0, cut);
-  }
-  for (char c : text) out += c == '\0' ? ' ' : c;
-}
-
-std::string TaskSearchText(const Episode& e) {
-  std::string out;
-  AppendSearch(out, e.task_description);
-  return out;
-}
-
-std::string ReflectionSearchText(const Episode& e) {
-  std::string out;
-  if (!e.reflection) return out;
-  for (const auto* list : {&e.reflection->successes, &e.reflection->improvements, &e.reflection->insights}) {
-    for (const std::string& item : *list) AppendSearch(out, item);
-  }
-  return out;
-}
-
-std::string OutcomeSearchText(const Episode& e) {
-  std::string out;
-  if (!e.outcome) return out;
-  const Outcome& o = *e.outcome;
-  AppendSearch(out, o.verdict);
-  AppendSearch(out, o.reason);
-  if (o.error_details) AppendSearch(out, *o.error_details);
-  for (const auto* list : {&o.artifacts, &o.completed, &o.failed}) {
-    for (const std::string& item : *list) AppendSearch(out, item);
-  }
-  return out;
-}
-
+    "(SELECT COUNT(*) FROM steps), (SELECT COUNT(*) FROM patterns), (SELECT COUNT(*) FROM heuristics)";
+// Every table engram keeps, for CheckHealth and for telling our schema from foreign tables.
+constexpr const char* kOurTables[] = {"engram_schema_migrations", "episodes", "steps", "episode_search",
+                                      "search_terms", "engram_state", "episode_vectors", "patterns",
+                                      "heuristics", "pattern_attributions"};
 
 // The step number used twice in `e`, for the message of a steps_pkey violation.
 std::optional<int> DuplicateStepNumber(const Episode& e) {
@@ -274,7 +228,7 @@ Status WriteEpisode(Connection& conn, const Episode& e, bool replace) {
   p.OptText(e.reflection ? std::optional<std::string>(DumpColumn(ReflectionToJson(*e.reflection))) : std::nullopt);
   p.Text(DumpColumn(json(e.pattern_ids))).Text(DumpColumn(json(e.tags))).Text(e.metadata_json);
   p.Int(static_cast<int64_t>(e.steps.size())).Int(static_cast<int64_t>(e.ByteSize()));
-  p.Text(TaskSearchText(e)).Text(ReflectionSearchText(e)).Text(OutcomeSearchText(e));
+  p.Bool(e.completed());
   Result<PgResult> r = conn.Query(replace ? kUpsertEpisodeSql : kInsertEpisodeSql, p);
   if (r.status().code() == StatusCode::kAlreadyExists) {
     return AlreadyExistsError("episode " + e.episode_id + " already exists");
@@ -282,12 +236,21 @@ Status WriteEpisode(Connection& conn, const Episode& e, bool replace) {
   if (!r.ok()) return r.status();
   if (replace) {
     ENGRAM_ASSIGN_OR_RETURN(PgResult del, conn.Query(kDeleteStepsSql, Params().Text(e.episode_id)));
+    // The vector described the text being replaced; EpisodesWithoutVector lists the
+    // episode again if it is completed.
+    ENGRAM_RETURN_IF_ERROR(DropVector(conn, e.episode_id));
   }
-  return InsertSteps(conn, e);
+  ENGRAM_RETURN_IF_ERROR(InsertSteps(conn, e));
+  // A new episode in progress has no index entry to add or remove.
+  if (replace || e.completed()) ENGRAM_RETURN_IF_ERROR(IndexEpisode(conn, e));
+  return OkStatus();
 }
 
 
-// Reads row `row` of a result selected with ENGRAM_PG_SELECT_EPISODE's columns.
+}  // namespace
+
+const char* const kEpisodeSelectColumns = ENGRAM_PG_SELECT_COLUMNS;
+
 Result<Episode> ReadEpisodeRow(const PgResult& r, int row) {
   Episode e;
   e.episode_id = r.Text(row, 0);
@@ -333,6 +296,8 @@ Status ReadSteps(Connection& conn, Episode& e) {
   }
   return OkStatus();
 }
+
+namespace {
 
 // A stream over a server-side cursor inside one REPEATABLE READ READ ONLY transaction on
 // a connection it holds: the episodes are those of the moment ListEpisodes ran, fetched
@@ -397,9 +362,13 @@ class PostgresEpisodeStream final : public EpisodeStream {
   bool done_ = false;
 };
 
-// Brings the schema to kSchemaVersion in one transaction; concurrent openers of the same
-// schema queue on an advisory lock, and the later ones find the work done.
-Status Migrate(Connection& conn, int* version) {
+// One step of the migration, in the caller's transaction: brings the schema to `target`
+// if it is below it (target - 1 must be in place, which the caller's order ensures).
+// Concurrent openers of the same schema queue on an advisory lock, and the later ones find
+// the work done. Every step first checks the schema is one engram may touch: a UTF8
+// database, no foreign tables named like ours, no newer schema than this build knows.
+// Sets *version to the version the schema is at afterwards.
+Status MigrateStep(Connection& conn, int target, int* version) {
   ENGRAM_ASSIGN_OR_RETURN(
       PgResult locked,
       conn.Query("SELECT pg_advisory_xact_lock(hashtext('engram.migrate'), hashtext(COALESCE(current_schema(), '')))",
@@ -419,10 +388,11 @@ Status Migrate(Connection& conn, int* version) {
     return FailedPreconditionError(at + " uses the " + where.Text(0, 1) +
                                    " encoding; engram needs a UTF8 database (CREATE DATABASE ... ENCODING 'UTF8')");
   }
+  std::vector<std::optional<std::string>> names(std::begin(kOurTables), std::end(kOurTables));
   ENGRAM_ASSIGN_OR_RETURN(PgResult tables,
                           conn.Query("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND "
-                                     "tablename IN ('engram_schema_migrations', 'episodes', 'steps')",
-                                     Params()));
+                                     "tablename = ANY($1::text[])",
+                                     Params().TextArray(names)));
   bool has_migrations = false, has_ours = false;
   for (int i = 0; i < tables.rows(); ++i) {
     if (tables.Text(i, 0) == "engram_schema_migrations") has_migrations = true; else has_ours = true;
@@ -430,8 +400,9 @@ Status Migrate(Connection& conn, int* version) {
   int current = 0;
   if (!has_migrations) {
     if (has_ours) {
-      return FailedPreconditionError(at + " already has tables named episodes or steps that engram did not "
-                                          "create; refusing to touch them. Use another database or schema.");
+      return FailedPreconditionError(at + " already has tables named like engram's (episodes, steps, patterns, "
+                                          "...) that engram did not create; refusing to touch them. Use another "
+                                          "database or schema.");
     }
     ENGRAM_RETURN_IF_ERROR(conn.Exec(kCreateMigrationsSql));
   } else {
@@ -444,18 +415,30 @@ Status Migrate(Connection& conn, int* version) {
                                    "; this build knows up to " + std::to_string(kSchemaVersion) +
                                    "). Upgrade engram.");
   }
-  auto record = [&](int v, const char* description) -> Status {
-    ENGRAM_ASSIGN_OR_RETURN(
-        PgResult r, conn.Query("INSERT INTO engram_schema_migrations (version, description) VALUES ($1::int, $2)",
-                               Params().Int(v).Text(description)));
-    return OkStatus();
-  };
-  if (current < 1) {
-    ENGRAM_RETURN_IF_ERROR(conn.Exec(kSchemaV1));
-    ENGRAM_RETURN_IF_ERROR(record(1, "episodes and steps, full-text search vector"));
+  *version = current;
+  if (current >= target) return OkStatus();
+  const char* description = "";
+  switch (target) {
+    case 1:
+      ENGRAM_RETURN_IF_ERROR(conn.Exec(kSchemaV1));
+      description = "episodes and steps, full-text search vector";
+      break;
+    case 2:
+      ENGRAM_RETURN_IF_ERROR(conn.Exec(kSchemaV2));
+      ENGRAM_RETURN_IF_ERROR(IndexAllCompleted(conn));
+      description = "retrieval index: search words, term counts, vectors, generation";
+      break;
+    case 3:
+      ENGRAM_RETURN_IF_ERROR(conn.Exec(kSchemaV3));
+      description = "learning: patterns, heuristics, attributions, extraction marker";
+      break;
+    default:
+      return InternalError("no migration to schema " + std::to_string(target));
   }
-  // Future migrations: if (current < 2) { ...; record(2, "..."); }
-  *version = kSchemaVersion;
+  ENGRAM_ASSIGN_OR_RETURN(
+      PgResult r, conn.Query("INSERT INTO engram_schema_migrations (version, description) VALUES ($1::int, $2)",
+                             Params().Int(target).Text(description)));
+  *version = target;
   return OkStatus();
 }
 
@@ -583,18 +566,31 @@ Status RunTransaction(ConnectionPool& pool, TxMode mode, const std::function<Sta
 
 // ---- PostgresBackend ----
 
+Status BumpGeneration(Connection& conn) {
+  ENGRAM_ASSIGN_OR_RETURN(PgResult r,
+                          conn.Query("UPDATE engram_state SET generation = generation + 1 WHERE id = 1", Params()));
+  if (r.affected() != 1) return DataLossError("the engram_state row of the store is missing");
+  return OkStatus();
+}
+
 PostgresBackend::PostgresBackend(std::shared_ptr<ConnectionPool> pool, int schema_version)
     : pool_(std::move(pool)), schema_version_(schema_version) {}
 
+Status PostgresBackend::RunWrite(const std::function<Status(Connection&)>& fn) {
+  return RunTransaction(*pool_, TxMode::kWrite, [&](Connection& conn) -> Status {
+    ENGRAM_RETURN_IF_ERROR(fn(conn));
+    return BumpGeneration(conn);
+  });
+}
+
 Status PostgresBackend::CreateEpisode(const Episode& episode) {
   ENGRAM_RETURN_IF_ERROR(CheckEpisodeLimits(episode));
-  return RunTransaction(*pool_, TxMode::kWrite,
-                        [&](Connection& conn) { return WriteEpisode(conn, episode, /*replace=*/false); });
+  return RunWrite([&](Connection& conn) { return WriteEpisode(conn, episode, /*replace=*/false); });
 }
 
 Status PostgresBackend::PutEpisodes(std::span<const Episode> episodes) {
   for (const Episode& e : episodes) ENGRAM_RETURN_IF_ERROR(CheckEpisodeLimits(e));
-  return RunTransaction(*pool_, TxMode::kWrite, [&](Connection& conn) -> Status {
+  return RunWrite([&](Connection& conn) -> Status {
     for (const Episode& e : episodes) ENGRAM_RETURN_IF_ERROR(WriteEpisode(conn, e, /*replace=*/true));
     return OkStatus();
   });
@@ -602,7 +598,7 @@ Status PostgresBackend::PutEpisodes(std::span<const Episode> episodes) {
 
 Result<int> PostgresBackend::AppendStep(std::string_view episode_id, const Step& step) {
   int number = 0;
-  Status s = RunTransaction(*pool_, TxMode::kWrite, [&](Connection& conn) -> Status {
+  Status s = RunWrite([&](Connection& conn) -> Status {
     ENGRAM_ASSIGN_OR_RETURN(PgResult state, conn.Query(kLockEpisodeSql, Params().Text(episode_id)));
     if (state.rows() == 0) return NotFoundError("no episode " + std::string(episode_id));
     if (state.Bool(0, 0)) {
@@ -642,7 +638,7 @@ Result<int> PostgresBackend::AppendStep(std::string_view episode_id, const Step&
 
 Status PostgresBackend::CompleteEpisode(const Episode& e) {
   if (!e.outcome || !e.end_time) return InvalidArgumentError("CompleteEpisode needs an outcome and an end time");
-  return RunTransaction(*pool_, TxMode::kWrite, [&](Connection& conn) -> Status {
+  return RunWrite([&](Connection& conn) -> Status {
     ENGRAM_ASSIGN_OR_RETURN(PgResult state, conn.Query(kLockEpisodeSql, Params().Text(e.episode_id)));
     if (state.rows() == 0) return NotFoundError("no episode " + e.episode_id);
     if (state.Bool(0, 0)) return FailedPreconditionError("episode " + e.episode_id + " is already completed");
@@ -659,9 +655,9 @@ Status PostgresBackend::CompleteEpisode(const Episode& e) {
     }
     p.OptText(e.reflection ? std::optional<std::string>(DumpColumn(ReflectionToJson(*e.reflection))) : std::nullopt);
     p.Text(DumpColumn(json(e.pattern_ids))).Text(DumpColumn(json(e.tags))).Text(e.metadata_json);
-    p.Text(ReflectionSearchText(e)).Text(OutcomeSearchText(e));
     ENGRAM_ASSIGN_OR_RETURN(PgResult updated, conn.Query(kCompleteSql, p));
-    return OkStatus();
+    // The steps in `e` are the stored ones (their count was just checked under the lock).
+    return IndexEpisode(conn, e);
   });
 }
 
@@ -694,8 +690,9 @@ Result<std::unique_ptr<EpisodeStream>> PostgresBackend::ListEpisodes(const Episo
 
 Result<bool> PostgresBackend::DeleteEpisode(std::string_view episode_id) {
   bool deleted = false;
-  ENGRAM_RETURN_IF_ERROR(RunTransaction(*pool_, TxMode::kWrite, [&](Connection& conn) -> Status {
-    // Steps go with the episode (ON DELETE CASCADE).
+  ENGRAM_RETURN_IF_ERROR(RunWrite([&](Connection& conn) -> Status {
+    // Steps, the index entry (and its term counts, by trigger) and the vector go with the
+    // episode (ON DELETE CASCADE).
     ENGRAM_ASSIGN_OR_RETURN(PgResult r, conn.Query(kDeleteEpisodeSql, Params().Text(episode_id)));
     deleted = r.affected() > 0;
     return OkStatus();
@@ -710,6 +707,8 @@ Result<StoreStats> PostgresBackend::Stats() {
     stats.episodes = r.Int(0, 0);
     stats.completed_episodes = r.Int(0, 1);
     stats.steps = r.Int(0, 2);
+    stats.patterns = r.Int(0, 3);
+    stats.heuristics = r.Int(0, 4);
     return OkStatus();
   }));
   return stats;
@@ -717,18 +716,24 @@ Result<StoreStats> PostgresBackend::Stats() {
 
 Status PostgresBackend::CheckHealth() {
   ENGRAM_RETURN_IF_ERROR(RunTransaction(*pool_, TxMode::kSnapshot, [&](Connection& conn) -> Status {
+    std::vector<std::optional<std::string>> names(std::begin(kOurTables), std::end(kOurTables));
     ENGRAM_ASSIGN_OR_RETURN(
         PgResult r,
         conn.Query("SELECT (SELECT COUNT(*) FROM pg_tables WHERE schemaname = current_schema() AND "
-                   "tablename IN ('engram_schema_migrations', 'episodes', 'steps')), pg_is_in_recovery()",
-                   Params()));
-    if (r.Int(0, 0) != 3) {
+                   "tablename = ANY($1::text[])), pg_is_in_recovery()",
+                   Params().TextArray(names)));
+    if (r.Int(0, 0) != static_cast<int64_t>(std::size(kOurTables))) {
       return DataLossError("the engram tables in " + pool_->options().display +
                            " are missing (dropped after opening?); reopen to recreate them");
     }
     if (r.Bool(0, 1)) {
       return UnavailableError("PostgreSQL (" + pool_->options().display +
                               ") is a read-only standby; point storage.url at the primary");
+    }
+    ENGRAM_ASSIGN_OR_RETURN(PgResult state, conn.Query("SELECT COUNT(*) FROM engram_state WHERE id = 1", Params()));
+    if (state.Int(0, 0) != 1) {
+      return DataLossError("the engram_state row (generation, vector sequence, embedding space) of " +
+                           pool_->options().display + " is missing");
     }
     return OkStatus();
   }));
@@ -815,9 +820,13 @@ Result<std::unique_ptr<StorageBackend>> OpenPostgresBackend(const PostgresOption
   connect.statement_timeout = options.statement_timeout;
   connect.display = MaskPostgresConninfo(options.conninfo);
   auto pool = std::make_shared<ConnectionPool>(std::move(connect), options.pool_size);
+  // One transaction per version: a store is never left between two of them, and a
+  // failure leaves it at the last version that completed.
   int version = 0;
-  ENGRAM_RETURN_IF_ERROR(
-      RunTransaction(*pool, TxMode::kWrite, [&](Connection& conn) { return Migrate(conn, &version); }));
+  for (int target = 1; target <= kSchemaVersion; ++target) {
+    ENGRAM_RETURN_IF_ERROR(
+        RunTransaction(*pool, TxMode::kWrite, [&](Connection& conn) { return MigrateStep(conn, target, &version); }));
+  }
   return std::unique_ptr<StorageBackend>(std::make_unique<PostgresBackend>(std::move(pool), version));
 }
 

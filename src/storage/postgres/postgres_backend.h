@@ -3,9 +3,14 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/mutex.h"
@@ -15,8 +20,10 @@
 
 namespace engram::postgres {
 
-// The schema this build writes. Older schemas are migrated on open; newer ones refused.
-inline constexpr int kSchemaVersion = 1;
+// The schema this build writes. Older schemas are migrated on open, one version per
+// transaction (1: episodes and steps; 2: full-text index, term counts, vectors, generation;
+// 3: patterns, heuristics, attributions, extraction marker); newer ones are refused.
+inline constexpr int kSchemaVersion = 3;
 
 class ConnectionPool;
 
@@ -90,9 +97,33 @@ class PostgresBackend final : public StorageBackend {
   Result<std::unique_ptr<EpisodeStream>> ListEpisodes(const EpisodeFilter& filter) override;
   Result<bool> DeleteEpisode(std::string_view episode_id) override;
   Result<StoreStats> Stats() override;
+  Result<int64_t> Generation() override;
+  Result<std::vector<TextHit>> SearchText(const TextSearchRequest& request) override;
+  Result<TermStats> GetTermStats(std::span<const std::string> words) override;
+  Result<std::optional<EmbeddingSpace>> GetEmbeddingSpace() override;
+  Status SetEmbeddingSpace(const EmbeddingSpace& space) override;
+  Status PutVectors(const EmbeddingSpace& space, std::span<const EpisodeVector> vectors) override;
+  Result<std::unique_ptr<VectorStream>> ListVectors(const EmbeddingSpace& space, int64_t after_seq) override;
+  Result<std::vector<std::string>> EpisodesWithoutVector(const EmbeddingSpace& space, size_t limit) override;
+  Status MergePatterns(std::span<const std::string> keys,
+                       const std::function<Status(std::vector<Pattern>&)>& merge) override;
+  Result<Pattern> GetPattern(std::string_view pattern_id) override;
+  Result<std::vector<Pattern>> ListPatterns(const PatternFilter& filter) override;
+  Status SetPatternDecay(std::span<const std::pair<std::string, double>> weights) override;
+  Status ResetLearning() override;
+  Status PutHeuristics(std::span<const Heuristic> heuristics) override;
+  Result<std::vector<Heuristic>> ListHeuristics(size_t limit) override;
+  Status RecordAttributions(std::span<const Attribution> attributions) override;
+  Result<std::vector<std::string>> CreditAttributions(std::string_view episode_id, bool success) override;
+  Result<std::vector<std::string>> PendingExtraction(size_t limit) override;
+  Status MarkExtracted(std::span<const std::string> episode_ids) override;
   Status CheckHealth() override;
 
  private:
+  // RunTransaction(kWrite) that bumps the store's generation as its last statement, so
+  // the row lock on the one generation row is held only for the commit.
+  Status RunWrite(const std::function<Status(Connection&)>& fn);
+
   const std::shared_ptr<ConnectionPool> pool_;
   const int schema_version_;
 };
@@ -108,5 +139,39 @@ enum class TxMode {
 // broke before COMMIT was sent (the server then rolled it back). A connection lost
 // during COMMIT is kUnavailable saying the outcome is unknown.
 Status RunTransaction(ConnectionPool& pool, TxMode mode, const std::function<Status(Connection&)>& fn);
+
+// ---- Shared by postgres_backend.cc, postgres_search.cc and postgres_patterns.cc ----
+
+// Adds 1 to the store's generation (engram_state). Every write transaction calls it last.
+Status BumpGeneration(Connection& conn);
+
+// Brings the full-text entry of `e` in line with it inside the caller's transaction: a
+// completed episode's SearchDocument is (re)written, an episode in progress has none.
+// search_terms follows through a trigger.
+Status IndexEpisode(Connection& conn, const Episode& e);
+// Deletes the vector of an episode (a replaced episode's vector described its old text).
+Status DropVector(Connection& conn, std::string_view episode_id);
+
+// The tsvector literal of a SearchDocument: every word quoted (so no character is syntax),
+// title words weighted A and body words B, positions in document order. Words PostgreSQL
+// cannot hold (longer than 2046 bytes) are left out and invalid UTF-8 bytes dropped.
+std::string SearchVectorLiteral(std::string_view title, std::string_view body);
+// The tsquery literal matching a document that holds any of `words`, or "" when none can
+// match (no words, or only words a tsvector cannot hold). Quoted like SearchVectorLiteral.
+std::string AnyWordQueryLiteral(std::span<const std::string> words);
+
+// The episode columns ReadEpisodeRow expects, in order: "SELECT <these> FROM episodes ...".
+extern const char* const kEpisodeSelectColumns;
+// Reads row `row` of a result selected with kEpisodeSelectColumns. Errors: kDataLoss.
+Result<Episode> ReadEpisodeRow(const PgResult& r, int row);
+// Loads the steps of `e` (by e.episode_id) in step order into e.steps.
+Status ReadSteps(Connection& conn, Episode& e);
+
+// Schema v2: the full-text index, term counts, vectors and the generation. Run by the
+// migration, which then indexes every completed episode already stored (IndexAllCompleted).
+extern const char* const kSchemaV2;
+Status IndexAllCompleted(Connection& conn);
+// Schema v3: patterns, heuristics, attributions and the extraction marker.
+extern const char* const kSchemaV3;
 
 }  // namespace engram::postgres

@@ -12,6 +12,8 @@
 
 #include "model/episode_json.h"
 #include "model/stored_columns.h"
+#include "storage/sqlite/sqlite_index.h"
+#include "storage/sqlite/sqlite_rows.h"
 
 namespace engram::sqlite {
 
@@ -19,67 +21,6 @@ using nlohmann::json;
 
 namespace {
 
-// Schema v1. Steps are rows of their own so appending one never rewrites the episode;
-// nested values that are only read whole (context, outcome, reward, reflection) are
-// JSON text; fields that filters use are columns.
-constexpr const char* kSchemaV1 = R"sql(
-CREATE TABLE episodes (
-  episode_id       TEXT PRIMARY KEY,
-  task_description TEXT NOT NULL,
-  task_type        TEXT NOT NULL,
-  domain           TEXT NOT NULL,
-  context_json     TEXT NOT NULL,
-  start_time       INTEGER NOT NULL,
-  end_time         INTEGER,
-  outcome_kind     TEXT,
-  outcome_json     TEXT,
-  reward_total     REAL,
-  reward_json      TEXT,
-  reflection_json  TEXT,
-  pattern_ids_json TEXT NOT NULL DEFAULT '[]',
-  tags_json        TEXT NOT NULL DEFAULT '[]',
-  metadata_json    TEXT NOT NULL DEFAULT '{}',
-  step_count       INTEGER NOT NULL DEFAULT 0,
-  byte_size        INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX episodes_by_domain ON episodes(domain, episode_id);
-CREATE TABLE steps (
-  episode_id      TEXT NOT NULL,
-  step_number     INTEGER NOT NULL,
-  timestamp       INTEGER NOT NULL,
-  tool            TEXT NOT NULL,
-  action          TEXT NOT NULL,
-  parameters_json TEXT NOT NULL,
-  result_status   TEXT,
-  result_output   TEXT,
-  result_message  TEXT,
-  latency_ms      INTEGER,
-  tokens_used     INTEGER,
-  PRIMARY KEY (episode_id, step_number)
-) WITHOUT ROWID;
-)sql";
-
-constexpr const char* kInsertEpisodeSql =
-    "INSERT INTO episodes (episode_id, task_description, task_type, domain, context_json, start_time, "
-    "end_time, outcome_kind, outcome_json, reward_total, reward_json, reflection_json, pattern_ids_json, "
-    "tags_json, metadata_json, step_count, byte_size) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
-constexpr const char* kReplaceEpisodeSql =
-    "INSERT OR REPLACE INTO episodes (episode_id, task_description, task_type, domain, context_json, "
-    "start_time, end_time, outcome_kind, outcome_json, reward_total, reward_json, reflection_json, "
-    "pattern_ids_json, tags_json, metadata_json, step_count, byte_size) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
-constexpr const char* kInsertStepSql =
-    "INSERT INTO steps (episode_id, step_number, timestamp, tool, action, parameters_json, result_status, "
-    "result_output, result_message, latency_ms, tokens_used) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
-constexpr const char* kSelectEpisodeSql =
-    "SELECT episode_id, task_description, task_type, context_json, start_time, end_time, outcome_json, "
-    "reward_json, reflection_json, pattern_ids_json, tags_json, metadata_json "
-    "FROM episodes WHERE episode_id = ?1";
-constexpr const char* kSelectStepsSql =
-    "SELECT step_number, timestamp, tool, action, parameters_json, result_status, result_output, "
-    "result_message, latency_ms, tokens_used FROM steps WHERE episode_id = ?1 ORDER BY step_number";
 constexpr const char* kListEpisodesSql =
     "SELECT episode_id, task_description, task_type, context_json, start_time, end_time, outcome_json, "
     "reward_json, reflection_json, pattern_ids_json, tags_json, metadata_json FROM episodes "
@@ -101,123 +42,19 @@ constexpr const char* kDeleteEpisodeSql = "DELETE FROM episodes WHERE episode_id
 constexpr const char* kStatsSql =
     "SELECT (SELECT COUNT(*) FROM episodes), (SELECT COUNT(*) FROM episodes WHERE outcome_kind IS NOT NULL), "
     "(SELECT COUNT(*) FROM steps)";
+constexpr const char* kLearningStatsSql = "SELECT (SELECT COUNT(*) FROM patterns), (SELECT COUNT(*) FROM heuristics)";
+// The index and its counter agree with the completed episodes (CheckHealth).
+constexpr const char* kIndexHealthSql =
+    "SELECT (SELECT COUNT(*) FROM episodes WHERE outcome_kind IS NOT NULL), (SELECT COUNT(*) FROM episode_docs), "
+    "(SELECT indexed FROM store_state), "
+    "(SELECT COUNT(*) FROM episode_docs d LEFT JOIN episodes e ON e.episode_id = d.episode_id "
+    " WHERE e.outcome_kind IS NULL)";
 
-
-
-
-Status InsertStep(Connection& conn, std::string_view episode_id, const Step& s) {
-  ENGRAM_ASSIGN_OR_RETURN(Statement stmt, conn.Prepare(kInsertStepSql));
-  stmt.BindText(1, episode_id);
-  stmt.BindInt(2, s.step_number);
-  stmt.BindInt(3, ToMillis(s.timestamp));
-  stmt.BindText(4, s.tool);
-  stmt.BindText(5, s.action);
-  stmt.BindText(6, s.parameters_json);
-  if (s.result) {
-    stmt.BindText(7, StepStatusName(s.result->status));
-    stmt.BindOptText(8, s.result->output);
-    stmt.BindOptText(9, s.result->message);
-  } else {
-    stmt.BindNull(7);
-    stmt.BindNull(8);
-    stmt.BindNull(9);
-  }
-  stmt.BindOptInt(10, s.latency_ms);
-  stmt.BindOptInt(11, s.tokens_used);
-  Status st = stmt.Run();
-  if (st.code() == StatusCode::kAlreadyExists) {
-    return AlreadyExistsError("step " + std::to_string(s.step_number) + " already exists in episode " +
-                              std::string(episode_id));
-  }
-  return st;
-}
-
-Status InsertEpisode(Connection& conn, const Episode& e, bool replace) {
-  ENGRAM_ASSIGN_OR_RETURN(Statement stmt, conn.Prepare(replace ? kReplaceEpisodeSql : kInsertEpisodeSql));
-  stmt.BindText(1, e.episode_id);
-  stmt.BindText(2, e.task_description);
-  stmt.BindText(3, TaskTypeName(e.task_type));
-  stmt.BindText(4, e.context.domain);
-  stmt.BindText(5, DumpColumn(TaskContextToJson(e.context)));
-  stmt.BindInt(6, ToMillis(e.start_time));
-  stmt.BindOptInt(7, e.end_time ? std::optional<int64_t>(ToMillis(*e.end_time)) : std::nullopt);
-  if (e.outcome) {
-    stmt.BindText(8, OutcomeKindName(e.outcome->kind));
-    stmt.BindText(9, DumpColumn(OutcomeToJson(*e.outcome)));
-  } else {
-    stmt.BindNull(8);
-    stmt.BindNull(9);
-  }
-  if (e.reward) {
-    stmt.BindDouble(10, e.reward->total);
-    stmt.BindText(11, DumpColumn(RewardToJson(*e.reward)));
-  } else {
-    stmt.BindNull(10);
-    stmt.BindNull(11);
-  }
-  stmt.BindOptText(12, e.reflection ? std::optional<std::string>(DumpColumn(ReflectionToJson(*e.reflection)))
-                                    : std::nullopt);
-  stmt.BindText(13, DumpColumn(json(e.pattern_ids)));
-  stmt.BindText(14, DumpColumn(json(e.tags)));
-  stmt.BindText(15, e.metadata_json);
-  stmt.BindInt(16, static_cast<int64_t>(e.steps.size()));
-  stmt.BindInt(17, static_cast<int64_t>(e.ByteSize()));
-  Status st = stmt.Run();
-  if (st.code() == StatusCode::kAlreadyExists) return AlreadyExistsError("episode " + e.episode_id + " already exists");
-  ENGRAM_RETURN_IF_ERROR(st);
-  for (const Step& s : e.steps) ENGRAM_RETURN_IF_ERROR(InsertStep(conn, e.episode_id, s));
-  return OkStatus();
-}
-
-
-// Reads an episode row selected with the columns of kSelectEpisodeSql.
-Result<Episode> ReadEpisodeRow(const Statement& stmt) {
-  Episode e;
-  e.episode_id = stmt.ColumnText(0);
-  e.task_description = stmt.ColumnText(1);
-  Result<TaskType> type = ParseTaskType(stmt.ColumnText(2));
-  if (!type.ok()) return DataLossError("episode " + e.episode_id + ": bad task_type");
-  e.task_type = *type;
-  std::optional<TaskContext> context;
-  ENGRAM_RETURN_IF_ERROR(DecodeColumn<TaskContext>(stmt.ColumnOptText(3), e.episode_id, "context",
-                                                   TaskContextFromJson, &context));
-  if (context) e.context = *std::move(context);
-  e.start_time = FromMillis(stmt.ColumnInt(4));
-  if (!stmt.IsNull(5)) e.end_time = FromMillis(stmt.ColumnInt(5));
-  ENGRAM_RETURN_IF_ERROR(
-      DecodeColumn<Outcome>(stmt.ColumnOptText(6), e.episode_id, "outcome", OutcomeFromJson, &e.outcome));
-  ENGRAM_RETURN_IF_ERROR(
-      DecodeColumn<Reward>(stmt.ColumnOptText(7), e.episode_id, "reward", RewardFromJson, &e.reward));
-  ENGRAM_RETURN_IF_ERROR(DecodeColumn<Reflection>(stmt.ColumnOptText(8), e.episode_id, "reflection",
-                                                  ReflectionFromJson, &e.reflection));
-  ENGRAM_ASSIGN_OR_RETURN(e.pattern_ids, DecodeStringList(stmt.ColumnText(9), e.episode_id, "pattern_ids"));
-  ENGRAM_ASSIGN_OR_RETURN(e.tags, DecodeStringList(stmt.ColumnText(10), e.episode_id, "tags"));
-  e.metadata_json = stmt.ColumnText(11);
-  return e;
-}
-
-Status ReadSteps(Connection& conn, Episode& e) {
-  ENGRAM_ASSIGN_OR_RETURN(Statement stmt, conn.Prepare(kSelectStepsSql));
-  stmt.BindText(1, e.episode_id);
-  for (;;) {
-    ENGRAM_ASSIGN_OR_RETURN(bool row, stmt.Step());
-    if (!row) break;
-    Step s;
-    s.step_number = static_cast<int>(stmt.ColumnInt(0));
-    s.timestamp = FromMillis(stmt.ColumnInt(1));
-    s.tool = stmt.ColumnText(2);
-    s.action = stmt.ColumnText(3);
-    s.parameters_json = stmt.ColumnText(4);
-    if (!stmt.IsNull(5)) {
-      Result<StepStatus> status = ParseStepStatus(stmt.ColumnText(5));
-      if (!status.ok()) return DataLossError("episode " + e.episode_id + ": bad step status");
-      s.result = StepResult{*status, stmt.ColumnOptText(6), stmt.ColumnOptText(7)};
-    }
-    s.latency_ms = stmt.ColumnOptInt(8);
-    s.tokens_used = stmt.ColumnOptInt(9);
-    e.steps.push_back(std::move(s));
-  }
-  return OkStatus();
+// The index and extraction mark of an episode written completed (created, or put whole).
+Status IndexCompleted(Connection& conn, const Episode& e) {
+  if (!e.completed()) return OkStatus();
+  ENGRAM_RETURN_IF_ERROR(IndexEpisode(conn, e));
+  return MarkPendingExtraction(conn, e.episode_id);
 }
 
 // A stream over one read transaction on a connection taken out of the pool.
@@ -269,60 +106,6 @@ class SqliteEpisodeStream final : public EpisodeStream {
   bool done_ = false;
 };
 
-// Reads application_id and user_version; -1/-1 on a file with none of our marks.
-struct FileMarks {
-  int64_t application_id = 0;
-  int64_t user_version = 0;
-  int64_t object_count = 0;
-};
-
-Result<FileMarks> ReadMarks(Connection& conn) {
-  FileMarks m;
-  ENGRAM_ASSIGN_OR_RETURN(Statement a, conn.Prepare("PRAGMA application_id"));
-  ENGRAM_ASSIGN_OR_RETURN(bool has_a, a.Step());
-  if (has_a) m.application_id = a.ColumnInt(0);
-  ENGRAM_ASSIGN_OR_RETURN(Statement v, conn.Prepare("PRAGMA user_version"));
-  ENGRAM_ASSIGN_OR_RETURN(bool has_v, v.Step());
-  if (has_v) m.user_version = v.ColumnInt(0);
-  ENGRAM_ASSIGN_OR_RETURN(Statement c, conn.Prepare("SELECT COUNT(*) FROM sqlite_schema"));
-  ENGRAM_ASSIGN_OR_RETURN(bool has_c, c.Step());
-  if (has_c) m.object_count = c.ColumnInt(0);
-  return m;
-}
-
-Status CheckMarks(const FileMarks& m, const std::string& path) {
-  if (m.application_id == 0 && m.user_version == 0 && m.object_count == 0) return OkStatus();  // new file
-  if (m.application_id != kApplicationId) {
-    return FailedPreconditionError(path + " is a SQLite database but not an engram memory (application_id " +
-                                   std::to_string(m.application_id) +
-                                   "); refusing to touch it. Choose another file with --db or ENGRAM_DB.");
-  }
-  if (m.user_version > kSchemaVersion) {
-    return FailedPreconditionError(path + " was written by a newer engram (schema " +
-                                   std::to_string(m.user_version) + "; this build knows up to " +
-                                   std::to_string(kSchemaVersion) + "). Upgrade engram.");
-  }
-  return OkStatus();
-}
-
-// Brings the file to kSchemaVersion inside one write transaction; safe when several
-// processes open a new file at once (the loser sees the version already set).
-Status Migrate(Connection& conn) {
-  return conn.Transaction(/*write=*/true, [&]() -> Status {
-    ENGRAM_ASSIGN_OR_RETURN(FileMarks m, ReadMarks(conn));
-    ENGRAM_RETURN_IF_ERROR(CheckMarks(m, conn.path()));
-    if (m.user_version < 1) {
-      ENGRAM_RETURN_IF_ERROR(conn.Exec(kSchemaV1));
-    }
-    // Future migrations: if (m.user_version < 2) { ... }
-    if (m.user_version < kSchemaVersion) {
-      ENGRAM_RETURN_IF_ERROR(conn.Exec(("PRAGMA application_id = " + std::to_string(kApplicationId)).c_str()));
-      ENGRAM_RETURN_IF_ERROR(conn.Exec(("PRAGMA user_version = " + std::to_string(kSchemaVersion)).c_str()));
-    }
-    return OkStatus();
-  });
-}
-
 Status EnsureParentDirectory(const std::string& path) {
   std::filesystem::path parent = std::filesystem::path(path).parent_path();
   if (parent.empty()) return OkStatus();
@@ -372,13 +155,22 @@ void ConnectionPool::Release(std::unique_ptr<Connection> conn) {
 SqliteBackend::SqliteBackend(std::shared_ptr<ConnectionPool> pool, SqliteOptions options, int schema_version)
     : pool_(std::move(pool)), options_(std::move(options)), schema_version_(schema_version) {}
 
-Status SqliteBackend::Write(const std::function<Status(Connection&)>& fn) {
+Status SqliteBackend::Write(const std::function<Status(Connection&)>& fn, bool bump_generation) {
   if (options_.read_only) return FailedPreconditionError("the store " + options_.path + " is open read-only");
   MutexLock lock(write_mu_);
   ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, pool_->Acquire());
-  Status s = conn->Transaction(/*write=*/true, [&] { return fn(*conn); });
+  Status s = conn->Transaction(/*write=*/true, [&]() -> Status {
+    ENGRAM_RETURN_IF_ERROR(fn(*conn));
+    return bump_generation ? BumpGeneration(*conn) : OkStatus();
+  });
   pool_->Release(std::move(conn));
   return s;
+}
+
+Status SqliteBackend::RequireSchema(int version, std::string_view what) const {
+  if (schema_version_ >= version) return OkStatus();
+  return FailedPreconditionError(options_.path + " is at schema " + std::to_string(schema_version_) + ", which has no " +
+                                 std::string(what) + "; open it once writable (engram storage migrate) to upgrade it");
 }
 
 Status SqliteBackend::Read(const std::function<Status(Connection&)>& fn) {
@@ -390,17 +182,25 @@ Status SqliteBackend::Read(const std::function<Status(Connection&)>& fn) {
 
 Status SqliteBackend::CreateEpisode(const Episode& episode) {
   ENGRAM_RETURN_IF_ERROR(CheckEpisodeLimits(episode));
-  return Write([&](Connection& conn) { return InsertEpisode(conn, episode, /*replace=*/false); });
+  return Write([&](Connection& conn) -> Status {
+    ENGRAM_RETURN_IF_ERROR(InsertEpisode(conn, episode, /*replace=*/false));
+    return IndexCompleted(conn, episode);
+  });
 }
 
 Status SqliteBackend::PutEpisodes(std::span<const Episode> episodes) {
   for (const Episode& e : episodes) ENGRAM_RETURN_IF_ERROR(CheckEpisodeLimits(e));
   return Write([&](Connection& conn) -> Status {
     for (const Episode& e : episodes) {
+      // A replaced episode leaves the index (and its vector, which described the old
+      // text) and its extraction mark; the new one enters them if it is completed.
+      ENGRAM_RETURN_IF_ERROR(UnindexEpisode(conn, e.episode_id));
+      ENGRAM_RETURN_IF_ERROR(ClearPendingExtraction(conn, e.episode_id));
       ENGRAM_ASSIGN_OR_RETURN(Statement del, conn.Prepare(kDeleteStepsSql));
       del.BindText(1, e.episode_id);
       ENGRAM_RETURN_IF_ERROR(del.Run());
       ENGRAM_RETURN_IF_ERROR(InsertEpisode(conn, e, /*replace=*/true));
+      ENGRAM_RETURN_IF_ERROR(IndexCompleted(conn, e));
     }
     return OkStatus();
   });
@@ -483,7 +283,11 @@ Status SqliteBackend::CompleteEpisode(const Episode& e) {
     stmt.BindText(8, DumpColumn(json(e.pattern_ids)));
     stmt.BindText(9, DumpColumn(json(e.tags)));
     stmt.BindText(10, e.metadata_json);
-    return stmt.Run();
+    ENGRAM_RETURN_IF_ERROR(stmt.Run());
+    // The index gets the completed episode: `e` carries the stored steps (their count was
+    // checked above) and the fields just written, so no read-back is needed.
+    ENGRAM_RETURN_IF_ERROR(IndexEpisode(conn, e));
+    return MarkPendingExtraction(conn, e.episode_id);
   });
 }
 
@@ -512,6 +316,8 @@ Result<std::unique_ptr<EpisodeStream>> SqliteBackend::ListEpisodes(const Episode
 Result<bool> SqliteBackend::DeleteEpisode(std::string_view episode_id) {
   bool deleted = false;
   ENGRAM_RETURN_IF_ERROR(Write([&](Connection& conn) -> Status {
+    ENGRAM_RETURN_IF_ERROR(UnindexEpisode(conn, episode_id));
+    ENGRAM_RETURN_IF_ERROR(ClearPendingExtraction(conn, episode_id));
     ENGRAM_ASSIGN_OR_RETURN(Statement del_steps, conn.Prepare(kDeleteStepsSql));
     del_steps.BindText(1, episode_id);
     ENGRAM_RETURN_IF_ERROR(del_steps.Run());
@@ -534,6 +340,14 @@ Result<StoreStats> SqliteBackend::Stats() {
       stats.completed_episodes = stmt.ColumnInt(1);
       stats.steps = stmt.ColumnInt(2);
     }
+    // A read-only open of an older file has no learning tables yet: nothing learned.
+    if (schema_version_ < 3) return OkStatus();
+    ENGRAM_ASSIGN_OR_RETURN(Statement learning, conn.Prepare(kLearningStatsSql));
+    ENGRAM_ASSIGN_OR_RETURN(bool has_learning, learning.Step());
+    if (has_learning) {
+      stats.patterns = learning.ColumnInt(0);
+      stats.heuristics = learning.ColumnInt(1);
+    }
     return OkStatus();
   }));
   return stats;
@@ -546,11 +360,25 @@ Status SqliteBackend::CheckHealth() {
     if (!row || stmt.ColumnText(0) != "ok") {
       return DataLossError(options_.path + " failed its integrity check: " + (row ? stmt.ColumnText(0) : ""));
     }
+    if (schema_version_ < 2) return OkStatus();
+    ENGRAM_ASSIGN_OR_RETURN(Statement index, conn.Prepare(kIndexHealthSql));
+    ENGRAM_ASSIGN_OR_RETURN(bool index_row, index.Step());
+    if (index_row) {
+      const int64_t completed = index.ColumnInt(0), docs = index.ColumnInt(1), counted = index.ColumnInt(2),
+                    stray = index.ColumnInt(3);
+      if (completed != docs || docs != counted || stray != 0) {
+        return DataLossError(options_.path + ": the full-text index disagrees with the episodes (" +
+                             std::to_string(completed) + " completed episodes, " + std::to_string(docs) +
+                             " indexed, counter " + std::to_string(counted) + ", " + std::to_string(stray) +
+                             " indexed but not completed)");
+      }
+    }
     return OkStatus();
   }));
   if (options_.read_only) return OkStatus();
   // Writable: a write transaction that changes nothing still takes the write lock.
-  return Write([](Connection& conn) { return conn.Exec("CREATE TEMP TABLE IF NOT EXISTS engram_probe(x)"); });
+  return Write([](Connection& conn) { return conn.Exec("CREATE TEMP TABLE IF NOT EXISTS engram_probe(x)"); },
+               /*bump_generation=*/false);
 }
 
 }  // namespace engram::sqlite

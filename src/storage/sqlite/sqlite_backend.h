@@ -2,21 +2,22 @@
 // for the factory). Internal to storage/sqlite.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/mutex.h"
 #include "engram/sqlite_backend.h"
 #include "engram/storage.h"
 #include "storage/sqlite/sqlite_connection.h"
+#include "storage/sqlite/sqlite_schema.h"
 
 namespace engram::sqlite {
-
-// The schema this build writes. Older files are migrated on open; newer ones refused.
-inline constexpr int kSchemaVersion = 1;
-// PRAGMA application_id of engram files ("engr"), to tell ours from a foreign database.
-inline constexpr int32_t kApplicationId = 0x656e6772;
 
 // Connections handed out one caller at a time. Shared with open streams so a stream may
 // outlive a call. Thread-safe.
@@ -50,13 +51,43 @@ class SqliteBackend final : public StorageBackend {
   Result<std::unique_ptr<EpisodeStream>> ListEpisodes(const EpisodeFilter& filter) override;
   Result<bool> DeleteEpisode(std::string_view episode_id) override;
   Result<StoreStats> Stats() override;
+
+  // Retrieval index (sqlite_search.cc)
+  Result<int64_t> Generation() override;
+  Result<std::vector<TextHit>> SearchText(const TextSearchRequest& request) override;
+  Result<TermStats> GetTermStats(std::span<const std::string> words) override;
+  Result<std::optional<EmbeddingSpace>> GetEmbeddingSpace() override;
+  Status SetEmbeddingSpace(const EmbeddingSpace& space) override;
+  Status PutVectors(const EmbeddingSpace& space, std::span<const EpisodeVector> vectors) override;
+  Result<std::unique_ptr<VectorStream>> ListVectors(const EmbeddingSpace& space, int64_t after_seq) override;
+  Result<std::vector<std::string>> EpisodesWithoutVector(const EmbeddingSpace& space, size_t limit) override;
+
+  // Learning (sqlite_patterns.cc)
+  Status MergePatterns(std::span<const std::string> keys,
+                       const std::function<Status(std::vector<Pattern>&)>& merge) override;
+  Result<Pattern> GetPattern(std::string_view pattern_id) override;
+  Result<std::vector<Pattern>> ListPatterns(const PatternFilter& filter) override;
+  Status SetPatternDecay(std::span<const std::pair<std::string, double>> weights) override;
+  Status ResetLearning() override;
+  Status PutHeuristics(std::span<const Heuristic> heuristics) override;
+  Result<std::vector<Heuristic>> ListHeuristics(size_t limit) override;
+  Status RecordAttributions(std::span<const Attribution> attributions) override;
+  Result<std::vector<std::string>> CreditAttributions(std::string_view episode_id, bool success) override;
+  Result<std::vector<std::string>> PendingExtraction(size_t limit) override;
+  Status MarkExtracted(std::span<const std::string> episode_ids) override;
+
   Status CheckHealth() override;
 
  private:
-  // Runs `fn(conn)` in a transaction on a pooled connection. Writers in this process
-  // queue on write_mu_ rather than spinning on SQLite's file lock.
-  Status Write(const std::function<Status(Connection&)>& fn) ENGRAM_LOCKS_EXCLUDED(write_mu_);
+  // Runs `fn(conn)` in a write transaction on a pooled connection and, unless told not
+  // to (a probe that changes nothing), bumps the store generation in that transaction.
+  // Writers in this process queue on write_mu_ rather than spinning on SQLite's file lock.
+  Status Write(const std::function<Status(Connection&)>& fn, bool bump_generation = true)
+      ENGRAM_LOCKS_EXCLUDED(write_mu_);
   Status Read(const std::function<Status(Connection&)>& fn);
+  // kFailedPrecondition when the file is below `version`: only a read-only open of a file
+  // an older engram wrote (a writable open migrates it first).
+  Status RequireSchema(int version, std::string_view what) const;
 
   const std::shared_ptr<ConnectionPool> pool_;
   const SqliteOptions options_;

@@ -73,6 +73,9 @@ void Statement::BindOptInt(int i, const std::optional<int64_t>& v) {
   if (v) BindInt(i, *v); else BindNull(i);
 }
 void Statement::BindDouble(int i, double v) { sqlite3_bind_double(stmt_, i, v); }
+void Statement::BindBlob(int i, std::string_view v) {
+  sqlite3_bind_blob64(stmt_, i, v.data(), v.size(), SQLITE_TRANSIENT);
+}
 void Statement::BindNull(int i) { sqlite3_bind_null(stmt_, i); }
 
 Result<bool> Statement::Step() {
@@ -103,6 +106,12 @@ std::optional<std::string> Statement::ColumnOptText(int c) const {
 std::optional<int64_t> Statement::ColumnOptInt(int c) const {
   if (IsNull(c)) return std::nullopt;
   return ColumnInt(c);
+}
+
+std::string_view Statement::ColumnBlob(int c) const {
+  const void* p = sqlite3_column_blob(stmt_, c);
+  if (p == nullptr) return std::string_view();
+  return std::string_view(static_cast<const char*>(p), static_cast<size_t>(sqlite3_column_bytes(stmt_, c)));
 }
 
 Connection::Connection(sqlite3* db, std::string path, std::chrono::milliseconds busy_timeout)
@@ -148,6 +157,9 @@ Status Connection::Exec(const char* sql) {
   if (rc != SQLITE_OK) return SqliteError(rc, db_, sql);
   return OkStatus();
 }
+
+int64_t Connection::Changes() { return sqlite3_changes64(db_); }
+int64_t Connection::LastInsertRowid() { return sqlite3_last_insert_rowid(db_); }
 
 Status Connection::RunTransaction(bool write, const std::function<Status()>& fn) {
   auto deadline = std::chrono::steady_clock::now() + busy_timeout_;

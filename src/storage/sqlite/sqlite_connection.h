@@ -42,6 +42,7 @@ class Statement {
   void BindInt(int index, int64_t value);
   void BindOptInt(int index, const std::optional<int64_t>& value);
   void BindDouble(int index, double value);
+  void BindBlob(int index, std::string_view bytes);
   void BindNull(int index);
 
   // Returns true when a row is available, false when done.
@@ -57,6 +58,8 @@ class Statement {
   std::string ColumnText(int col) const;
   std::optional<std::string> ColumnOptText(int col) const;
   std::optional<int64_t> ColumnOptInt(int col) const;
+  // The bytes of a BLOB column, valid until the next Step or the statement's reset.
+  std::string_view ColumnBlob(int col) const;
 
  private:
   friend class Connection;
@@ -89,6 +92,10 @@ class Connection {
   Result<Statement> Prepare(const char* sql);
   // Runs one or more statements without results (DDL, PRAGMA, BEGIN/COMMIT).
   Status Exec(const char* sql);
+  // Rows changed by the last INSERT, UPDATE or DELETE on this connection.
+  int64_t Changes();
+  // The rowid of the last row inserted on this connection.
+  int64_t LastInsertRowid();
 
   // Runs `fn` inside BEGIN IMMEDIATE ... COMMIT (a write transaction), or BEGIN ...
   // COMMIT when `write` is false. Rolls back if `fn` fails. If SQLite reports the

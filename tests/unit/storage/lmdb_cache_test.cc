@@ -64,6 +64,38 @@ class HookedBackend final : public StorageBackend {
   }
   Result<bool> DeleteEpisode(std::string_view id) override { return base_->DeleteEpisode(id); }
   Result<StoreStats> Stats() override { return base_->Stats(); }
+  Result<int64_t> Generation() override { return base_->Generation(); }
+  Result<std::vector<TextHit>> SearchText(const TextSearchRequest& r) override { return base_->SearchText(r); }
+  Result<TermStats> GetTermStats(std::span<const std::string> w) override { return base_->GetTermStats(w); }
+  Result<std::optional<EmbeddingSpace>> GetEmbeddingSpace() override { return base_->GetEmbeddingSpace(); }
+  Status SetEmbeddingSpace(const EmbeddingSpace& s) override { return base_->SetEmbeddingSpace(s); }
+  Status PutVectors(const EmbeddingSpace& s, std::span<const EpisodeVector> v) override {
+    return base_->PutVectors(s, v);
+  }
+  Result<std::unique_ptr<VectorStream>> ListVectors(const EmbeddingSpace& s, int64_t after) override {
+    return base_->ListVectors(s, after);
+  }
+  Result<std::vector<std::string>> EpisodesWithoutVector(const EmbeddingSpace& s, size_t limit) override {
+    return base_->EpisodesWithoutVector(s, limit);
+  }
+  Status MergePatterns(std::span<const std::string> keys,
+                       const std::function<Status(std::vector<Pattern>&)>& merge) override {
+    return base_->MergePatterns(keys, merge);
+  }
+  Result<Pattern> GetPattern(std::string_view id) override { return base_->GetPattern(id); }
+  Result<std::vector<Pattern>> ListPatterns(const PatternFilter& f) override { return base_->ListPatterns(f); }
+  Status SetPatternDecay(std::span<const std::pair<std::string, double>> w) override {
+    return base_->SetPatternDecay(w);
+  }
+  Status ResetLearning() override { return base_->ResetLearning(); }
+  Status PutHeuristics(std::span<const Heuristic> h) override { return base_->PutHeuristics(h); }
+  Result<std::vector<Heuristic>> ListHeuristics(size_t limit) override { return base_->ListHeuristics(limit); }
+  Status RecordAttributions(std::span<const Attribution> a) override { return base_->RecordAttributions(a); }
+  Result<std::vector<std::string>> CreditAttributions(std::string_view id, bool success) override {
+    return base_->CreditAttributions(id, success);
+  }
+  Result<std::vector<std::string>> PendingExtraction(size_t limit) override { return base_->PendingExtraction(limit); }
+  Status MarkExtracted(std::span<const std::string> ids) override { return base_->MarkExtracted(ids); }
   Status CheckHealth() override { return base_->CheckHealth(); }
 
  private:

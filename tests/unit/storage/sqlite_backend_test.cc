@@ -5,15 +5,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <set>
 #include <thread>
 
 #include <gtest/gtest.h>
 
 #include "common/fake_clock.h"
 #include "testing/episodes.h"
+#include "model/search_text.h"
 #include "testing/temp_dir.h"
 
 namespace engram {
@@ -201,7 +205,7 @@ TEST(SqliteBackendTest, ManyThreadsOpeningANewFileAtOnceAllSucceed) {
   EXPECT_EQ(failures.load(), 0);
   auto store = Open(path);
   ASSERT_TRUE(store.ok());
-  EXPECT_EQ((*store)->SchemaVersion(), 1);
+  EXPECT_EQ((*store)->SchemaVersion(), 3);
 }
 
 TEST(SqliteBackendTest, StoreStaysUsableAfterRefusedWrites) {
@@ -215,6 +219,358 @@ TEST(SqliteBackendTest, StoreStaysUsableAfterRefusedWrites) {
   EXPECT_FALSE((*store)->AppendStep(e.episode_id, testing::MakeStep(1)).ok());
   EXPECT_TRUE((*store)->AppendStep(e.episode_id, testing::MakeStep(0)).ok());
   EXPECT_TRUE((*store)->CheckHealth().ok());
+}
+
+// ---- schema v2 and v3: the migration chain and the retrieval index ----
+
+// The schema v1 files have, frozen here: the migrations must keep reading it whatever the
+// current code writes.
+constexpr const char* kV1Schema = R"sql(
+CREATE TABLE episodes (
+  episode_id       TEXT PRIMARY KEY,
+  task_description TEXT NOT NULL,
+  task_type        TEXT NOT NULL,
+  domain           TEXT NOT NULL,
+  context_json     TEXT NOT NULL,
+  start_time       INTEGER NOT NULL,
+  end_time         INTEGER,
+  outcome_kind     TEXT,
+  outcome_json     TEXT,
+  reward_total     REAL,
+  reward_json      TEXT,
+  reflection_json  TEXT,
+  pattern_ids_json TEXT NOT NULL DEFAULT '[]',
+  tags_json        TEXT NOT NULL DEFAULT '[]',
+  metadata_json    TEXT NOT NULL DEFAULT '{}',
+  step_count       INTEGER NOT NULL DEFAULT 0,
+  byte_size        INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX episodes_by_domain ON episodes(domain, episode_id);
+CREATE TABLE steps (
+  episode_id      TEXT NOT NULL,
+  step_number     INTEGER NOT NULL,
+  timestamp       INTEGER NOT NULL,
+  tool            TEXT NOT NULL,
+  action          TEXT NOT NULL,
+  parameters_json TEXT NOT NULL,
+  result_status   TEXT,
+  result_output   TEXT,
+  result_message  TEXT,
+  latency_ms      INTEGER,
+  tokens_used     INTEGER,
+  PRIMARY KEY (episode_id, step_number)
+) WITHOUT ROWID;
+PRAGMA application_id = 1701734258;
+PRAGMA user_version = 1;
+)sql";
+
+int64_t SqlInt(const std::string& path, const char* sql) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+  int64_t v = -1;
+  if (sqlite3_step(stmt) == SQLITE_ROW) v = sqlite3_column_int64(stmt, 0);
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return v;
+}
+
+std::vector<std::string> SearchIds(StorageBackend& store, std::vector<std::string> words) {
+  TextSearchRequest request;
+  request.words = std::move(words);
+  auto hits = store.SearchText(request);
+  EXPECT_TRUE(hits.ok()) << hits.status().ToString();
+  std::vector<std::string> ids;
+  if (hits.ok()) {
+    for (const TextHit& h : *hits) ids.push_back(h.episode_id);
+  }
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+// A file as engram wrote it at schema v1: `episodes` (some completed) written by today's
+// code into a scratch store, then copied row for row into the frozen v1 tables.
+struct V1File {
+  std::string path;
+  std::vector<Episode> episodes;
+  std::vector<std::string> completed;  // ids, oldest first
+};
+
+V1File MakeV1File(TempDir& dir, FakeClock& clock) {
+  V1File file;
+  file.path = dir.File("v1.db");
+  std::string scratch = dir.File("scratch.db");
+  for (int i = 0; i < 5; ++i) {
+    clock.Advance(std::chrono::milliseconds(10));
+    Episode e = MakeEpisode(clock, 2, i % 2 ? "cli" : "web-api");
+    if (i != 2) {
+      e = testing::Completed(e);
+      file.completed.push_back(e.episode_id);
+    }
+    file.episodes.push_back(e);
+  }
+  {
+    auto store = Open(scratch);
+    EXPECT_TRUE(store.ok());
+    EXPECT_TRUE((*store)->PutEpisodes(file.episodes).ok());
+  }
+  Sql(file.path, kV1Schema);
+  Sql(file.path, ("ATTACH '" + scratch + "' AS scratch; INSERT INTO episodes SELECT * FROM scratch.episodes; "
+                  "INSERT INTO steps SELECT * FROM scratch.steps; DETACH scratch;").c_str());
+  return file;
+}
+
+TEST(SqliteSchemaTest, V1FileIsMigratedToV3WithItsCompletedEpisodesIndexedAndPending) {
+  TempDir dir;
+  FakeClock clock;
+  V1File v1 = MakeV1File(dir, clock);
+  ASSERT_EQ(SqlInt(v1.path, "PRAGMA user_version"), 1);
+
+  auto store = Open(v1.path);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  EXPECT_EQ((*store)->SchemaVersion(), 3);
+  EXPECT_EQ(SqlInt(v1.path, "PRAGMA user_version"), 3);
+  for (const Episode& e : v1.episodes) {
+    auto got = (*store)->GetEpisode(e.episode_id);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    EXPECT_EQ(*got, e) << "migration leaves episodes as they were";
+  }
+  // Indexed: the completed ones only, title and body words alike.
+  std::vector<std::string> completed = v1.completed;
+  std::sort(completed.begin(), completed.end());
+  EXPECT_EQ(SearchIds(**store, {"flaky"}), completed);
+  EXPECT_EQ(SearchIds(**store, {"cargo"}), completed);
+  auto stats = (*store)->GetTermStats(std::vector<std::string>{"flaky", "tokio"});
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->documents, 4);
+  EXPECT_EQ(stats->doc_frequency, (std::vector<int64_t>{4, 4}));
+  // Pending extraction, oldest first.
+  auto pending = (*store)->PendingExtraction(0);
+  ASSERT_TRUE(pending.ok()) << pending.status().ToString();
+  EXPECT_EQ(*pending, v1.completed);
+  EXPECT_TRUE((*store)->CheckHealth().ok());
+
+  // And it works as a v3 store: the unfinished episode completes into the index.
+  const Episode& open = v1.episodes[2];
+  ASSERT_TRUE((*store)->CompleteEpisode(testing::Completed(open)).ok());
+  EXPECT_EQ(SearchIds(**store, {"flaky"}).size(), 5u);
+  EXPECT_EQ((*store)->PendingExtraction(0)->size(), 5u);
+  EXPECT_TRUE((*store)->CheckHealth().ok());
+}
+
+TEST(SqliteSchemaTest, ReopeningAMigratedFileMigratesNothingTwice) {
+  TempDir dir;
+  FakeClock clock;
+  V1File v1 = MakeV1File(dir, clock);
+  ASSERT_TRUE(Open(v1.path).ok());
+  auto again = Open(v1.path);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ((*again)->GetTermStats(std::vector<std::string>{"flaky"})->doc_frequency[0], 4);
+  EXPECT_EQ(SqlInt(v1.path, "SELECT COUNT(*) FROM episode_docs"), 4);
+  EXPECT_EQ(SqlInt(v1.path, "SELECT COUNT(*) FROM extraction_pending"), 4);
+}
+
+TEST(SqliteSchemaTest, ManyThreadsOpeningAV1FileAtOnceMigrateItOnce) {
+  TempDir dir;
+  FakeClock clock;
+  V1File v1 = MakeV1File(dir, clock);
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int i = 0; i < 6; ++i) {
+    threads.emplace_back([&] {
+      auto store = Open(v1.path);
+      if (!store.ok() || (*store)->SchemaVersion() != 3) ++failures;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(SqlInt(v1.path, "SELECT COUNT(*) FROM episode_docs"), 4);
+  EXPECT_EQ(SqlInt(v1.path, "SELECT COUNT(*) FROM episode_fts"), 4);
+  EXPECT_EQ(SqlInt(v1.path, "SELECT indexed FROM store_state"), 4);
+}
+
+TEST(SqliteSchemaTest, V2FileGetsTheLearningTablesAndMarks) {
+  TempDir dir;
+  FakeClock clock;
+  std::string path = dir.File("memory.db");
+  Episode done = testing::Completed(MakeEpisode(clock, 1));
+  Episode open = MakeEpisode(clock, 1);
+  {
+    auto store = Open(path);
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->PutEpisodes(std::vector<Episode>{done, open}).ok());
+  }
+  // Back to what a v2 file holds: no learning tables.
+  Sql(path, "DROP TABLE patterns; DROP TABLE heuristics; DROP TABLE attributions; DROP TABLE extraction_pending; "
+            "PRAGMA user_version = 2;");
+  auto store = Open(path);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  EXPECT_EQ((*store)->SchemaVersion(), 3);
+  EXPECT_EQ(*(*store)->PendingExtraction(0), std::vector<std::string>{done.episode_id});
+  EXPECT_EQ(SearchIds(**store, {"flaky"}), std::vector<std::string>{done.episode_id});
+  auto stats = (*store)->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->patterns, 0);
+  EXPECT_EQ(stats->heuristics, 0);
+}
+
+TEST(SqliteSchemaTest, ReadOnlyOpenOfAV1FileReadsEpisodesAndExplainsTheMissingIndex) {
+  TempDir dir;
+  FakeClock clock;
+  V1File v1 = MakeV1File(dir, clock);
+  auto ro = Open(v1.path, /*read_only=*/true);
+  ASSERT_TRUE(ro.ok()) << ro.status().ToString();
+  EXPECT_EQ((*ro)->SchemaVersion(), 1);
+  EXPECT_TRUE((*ro)->GetEpisode(v1.episodes[0].episode_id).ok());
+  auto stats = (*ro)->Stats();
+  ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+  EXPECT_EQ(stats->episodes, 5);
+  EXPECT_EQ(stats->patterns, 0);
+  TextSearchRequest request;
+  request.words = {"flaky"};
+  auto hits = (*ro)->SearchText(request);
+  EXPECT_EQ(hits.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(hits.status().message().find("schema 1"), std::string_view::npos) << hits.status().ToString();
+  EXPECT_EQ((*ro)->ListPatterns({}).status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ((*ro)->Generation().status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_TRUE((*ro)->CheckHealth().ok());
+  EXPECT_EQ(SqlInt(v1.path, "PRAGMA user_version"), 1) << "a read-only open changes nothing";
+}
+
+TEST(SqliteSchemaTest, IndexSurvivesVacuum) {
+  TempDir dir;
+  FakeClock clock;
+  std::string path = dir.File("memory.db");
+  std::vector<Episode> episodes;
+  for (int i = 0; i < 6; ++i) {
+    Episode e = testing::Completed(MakeEpisode(clock, 1));
+    e.task_description = "word" + std::to_string(i) + " shared";
+    episodes.push_back(e);
+  }
+  {
+    auto store = Open(path);
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->PutEpisodes(episodes).ok());
+    // Holes in the rowids, so a renumbering VACUUM would move rows.
+    ASSERT_TRUE(*(*store)->DeleteEpisode(episodes[1].episode_id));
+    ASSERT_TRUE(*(*store)->DeleteEpisode(episodes[3].episode_id));
+  }
+  Sql(path, "VACUUM");
+  auto store = Open(path);
+  ASSERT_TRUE(store.ok());
+  EXPECT_TRUE((*store)->CheckHealth().ok());
+  for (int i : {0, 2, 4, 5}) {
+    EXPECT_EQ(SearchIds(**store, {"word" + std::to_string(i)}), std::vector<std::string>{episodes[i].episode_id});
+  }
+  ASSERT_TRUE(*(*store)->DeleteEpisode(episodes[4].episode_id));
+  EXPECT_TRUE(SearchIds(**store, {"word4"}).empty());
+  EXPECT_EQ(SearchIds(**store, SearchTokens("shared")).size(), 3u);
+  EXPECT_TRUE((*store)->CheckHealth().ok());
+}
+
+TEST(SqliteSchemaTest, HealthCheckNoticesAnIndexThatDisagreesWithTheEpisodes) {
+  TempDir dir;
+  FakeClock clock;
+  std::string path = dir.File("memory.db");
+  Episode e = testing::Completed(MakeEpisode(clock, 1));
+  {
+    auto store = Open(path);
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->PutEpisodes(std::span<const Episode>(&e, 1)).ok());
+  }
+  Sql(path, "DELETE FROM episode_docs");
+  auto store = Open(path);
+  ASSERT_TRUE(store.ok());
+  Status s = (*store)->CheckHealth();
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
+  EXPECT_NE(s.message().find("full-text index"), std::string_view::npos) << s.ToString();
+}
+
+TEST(SqliteSchemaTest, VectorsAreLittleEndianFloat32Blobs) {
+  TempDir dir;
+  FakeClock clock;
+  std::string path = dir.File("memory.db");
+  Episode e = testing::Completed(MakeEpisode(clock, 1));
+  EmbeddingSpace space{"hashing", "hash-v1", 2};
+  {
+    auto store = Open(path);
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->PutEpisodes(std::span<const Episode>(&e, 1)).ok());
+    ASSERT_TRUE((*store)->SetEmbeddingSpace(space).ok());
+    std::vector<EpisodeVector> v = {{e.episode_id, {1.0f, -2.0f}}};
+    ASSERT_TRUE((*store)->PutVectors(space, v).ok());
+  }
+  // 1.0f = 0x3f800000, -2.0f = 0xc0000000, low byte first.
+  EXPECT_EQ(SqlInt(path, "SELECT hex(vector) = '0000803F000000C0' FROM episode_vectors"), 1);
+  EXPECT_EQ(SqlInt(path, "SELECT space = 'hashing/hash-v1/2' FROM episode_vectors"), 1);
+}
+
+// A query whose words have many postings is answered in stages (rare words with common
+// ones, rare words only, common words only); the stages' hits merge by score.
+TEST(SqliteSchemaTest, LargeQueriesRunInStagesAndMergeByScore) {
+  TempDir dir;
+  FakeClock clock;
+  SqliteOptions options;
+  options.path = dir.File("memory.db");
+  options.durability = Durability::kNormal;
+  auto store = OpenSqliteBackend(options);
+  ASSERT_TRUE(store.ok());
+  auto doc = [&](const std::string& title) {
+    Episode e = testing::Completed(MakeEpisode(clock, 0));
+    e.task_description = title;  // and nothing in the body
+    e.context.language.reset();
+    e.context.framework.reset();
+    e.context.tags.clear();
+    e.tags.clear();
+    e.outcome->verdict.clear();
+    e.reflection.reset();
+    return e;
+  };
+  // "common" has more postings than one query may rank exhaustively.
+  for (int k = 0; k < 9; ++k) {
+    std::vector<Episode> batch;
+    for (int i = 0; i < 900; ++i) batch.push_back(doc("common " + std::to_string(k * 900 + i)));
+    ASSERT_TRUE((*store)->PutEpisodes(batch).ok());
+  }
+  Episode rare_only = doc("zebra");  // the best hit: the shortest title holding the rare word
+  Episode mixed = doc("zebra common");
+  Episode mixed_longer = doc("zebra common again");
+  std::vector<Episode> zebras = {mixed_longer, rare_only, mixed};
+  ASSERT_TRUE((*store)->PutEpisodes(zebras).ok());
+  const std::vector<std::string> words = {"zebra", "common"};
+  auto search = [&](size_t limit, std::optional<std::string> domain = std::nullopt) {
+    TextSearchRequest request;
+    request.words = words;
+    request.limit = limit;
+    request.domain = std::move(domain);
+    auto hits = (*store)->SearchText(request);
+    EXPECT_TRUE(hits.ok()) << hits.status().ToString();
+    std::vector<TextHit> out = hits.ok() ? *hits : std::vector<TextHit>{};
+    for (size_t i = 0; i < out.size(); ++i) {
+      EXPECT_GT(out[i].score, 0);
+      if (i > 0) EXPECT_GE(out[i - 1].score, out[i].score);
+    }
+    return out;
+  };
+
+  // Stage A finds the two mixed ones, stage B adds the rare-only one, which ranks first.
+  std::vector<TextHit> three = search(3);
+  ASSERT_EQ(three.size(), 3u);
+  EXPECT_EQ(three[0].episode_id, rare_only.episode_id);
+  EXPECT_EQ(three[1].episode_id, mixed.episode_id);
+  EXPECT_EQ(three[2].episode_id, mixed_longer.episode_id);
+
+  // Stage C fills the rest with documents holding only the common word.
+  std::vector<TextHit> ten = search(10);
+  ASSERT_EQ(ten.size(), 10u);
+  EXPECT_EQ(ten[0].episode_id, rare_only.episode_id);
+  std::set<std::string> ids;
+  for (const TextHit& h : ten) ids.insert(h.episode_id);
+  EXPECT_EQ(ids.size(), 10u) << "no episode twice";
+  EXPECT_EQ(ids.count(mixed.episode_id) + ids.count(mixed_longer.episode_id), 2u);
+
+  EXPECT_TRUE(search(10, "cli").empty()) << "the domain filter holds in every stage";
 }
 
 }  // namespace
