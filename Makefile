@@ -4,6 +4,7 @@
 #   make test       install missing deps, build, run every test through CTest
 #   make test-asan  the same under AddressSanitizer + UndefinedBehaviorSanitizer (Debug)
 #   make bench      build and run the benchmarks in bench/
+#   make eval       retrieval quality on bench/eval (Recall@k, MRR, nDCG; three modes)
 #   make fuzz       libFuzzer over the JSON-RPC framing and parser (FUZZ_SECONDS, default 30)
 
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
@@ -14,7 +15,7 @@ FUZZ_SECONDS ?= 30
 CMAKE_FLAGS ?=
 DEPS_STAMP := $(BUILD_DIR)/.deps-installed
 
-.PHONY: all deps build run test test-asan bench fuzz clean
+.PHONY: all deps build run test test-asan bench eval fuzz clean
 
 all: build
 
@@ -65,7 +66,11 @@ test-asan: $(DEPS_STAMP)
 
 bench: build
 	$(BUILD_DIR)/bench/core_bench --benchmark_counters_tabular=true
+	$(BUILD_DIR)/bench/retrieval_scale_bench --sizes 10000,100000
 	bench/mcp/run.sh $(BUILD_DIR)/engram
+
+eval: build
+	$(BUILD_DIR)/bench/retrieval_eval --dir bench/eval
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR)

@@ -1,5 +1,8 @@
 #include "cli/output.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 
@@ -141,6 +144,23 @@ std::string OneLine(std::string_view text) {
   std::string out;
   for (char c : text) out.push_back(c == '\n' || c == '\r' || c == '\t' ? ' ' : c);
   return Ellipsize(out, 2000);
+}
+
+bool ProgressBar::Wanted(bool json) { return !json && isatty(STDERR_FILENO); }
+
+void ProgressBar::Update(size_t done, size_t total) {
+  if (!enabled_ || total == 0) return;
+  constexpr size_t kWidth = 30;
+  const size_t filled = kWidth * std::min(done, total) / total;
+  std::fprintf(stderr, "\r[%s%s] %zu/%zu", std::string(filled, '#').c_str(), std::string(kWidth - filled, '.').c_str(),
+               done, total);
+  std::fflush(stderr);
+  drawn_ = true;
+}
+
+void ProgressBar::Finish() {
+  if (drawn_) std::fprintf(stderr, "\n");
+  drawn_ = false;
 }
 
 }  // namespace engram::cli

@@ -28,6 +28,22 @@ class Table {
   std::vector<std::vector<std::string>> rows_;
 };
 
+// "[#########.........] 512/1024" on stderr, redrawn in place, when `enabled` (a terminal,
+// not --json); silent otherwise. Not thread-safe.
+class ProgressBar {
+ public:
+  explicit ProgressBar(bool enabled) : enabled_(enabled) {}
+  // True when stderr is a terminal and the output is not JSON.
+  static bool Wanted(bool json);
+  void Update(size_t done, size_t total);
+  // Ends the line (when anything was drawn).
+  void Finish();
+
+ private:
+  bool enabled_;
+  bool drawn_ = false;
+};
+
 // "success 1.85", "in progress", "failure 0.00".
 std::string EpisodeStatusText(const Episode& e);
 // Several lines: task, context, steps, outcome, reward, reflection.

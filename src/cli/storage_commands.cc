@@ -21,7 +21,10 @@
 
 #include "cli/cli_app.h"
 #include "cli/output.h"
+#include "core/redaction.h"
+#include "engram/lmdb_cache.h"
 #include "model/episode_json.h"
+#include "server/open_retrieval.h"
 
 namespace engram::cli {
 namespace {
@@ -399,6 +402,97 @@ Status RunVacuum(Session& session) {
   return OkStatus();
 }
 
+// `engram storage scan-secrets`: every stored episode passes the redactor again (in redact
+// mode, whatever redaction.mode says: the secret is already stored, refusing it would leave
+// it there). Episodes that change are written back in batches of kBatch (PutEpisodes
+// replaces the episode and its full-text entry in one transaction; the LMDB cache drops
+// its copy), then re-embedded, and a SQLite file is vacuumed so no freed page keeps the old
+// text. --dry-run only reports.
+struct ScanArgs {
+  bool dry_run = false;
+};
+
+Status RunScanSecrets(Session& session, const ScanArgs& args) {
+  ENGRAM_ASSIGN_OR_RETURN(const Config* config, session.config());
+  ENGRAM_ASSIGN_OR_RETURN(Memory * memory, session.memory());
+  RedactionOptions options = config->redaction;
+  options.enabled = true;
+  options.mode = RedactionMode::kRedact;
+  Memory scanner(memory->storage(), memory->clock(), nullptr, NewRedactor(options));
+
+  ENGRAM_ASSIGN_OR_RETURN(StoreStats stats, memory->storage().Stats());
+  ProgressBar bar(ProgressBar::Wanted(session.json()));
+  size_t scanned = 0;
+  std::vector<Episode> pending;
+  std::vector<std::string> changed;
+  auto flush = [&]() -> Status {
+    if (pending.empty() || args.dry_run) {
+      pending.clear();
+      return OkStatus();
+    }
+    ENGRAM_RETURN_IF_ERROR(memory->storage().PutEpisodes(pending));
+    pending.clear();
+    return OkStatus();
+  };
+  ENGRAM_RETURN_IF_ERROR(ForEachEpisodeOldestFirst(*memory, std::nullopt, [&](const Episode& e) -> Status {
+    Episode copy = e;
+    ENGRAM_RETURN_IF_ERROR(scanner.PrepareImportedEpisode(copy).WithContext("episode " + e.episode_id));
+    ++scanned;
+    bar.Update(scanned, static_cast<size_t>(std::max<int64_t>(stats.episodes, 1)));
+    if (!(copy == e)) {
+      changed.push_back(e.episode_id);
+      pending.push_back(std::move(copy));
+      if (pending.size() == kBatch) ENGRAM_RETURN_IF_ERROR(flush());
+    }
+    return OkStatus();
+  }));
+  ENGRAM_RETURN_IF_ERROR(flush());
+  bar.Finish();
+
+  size_t reembedded = 0;
+  bool vacuumed = false;
+  std::string cache_note;
+  if (!args.dry_run && !changed.empty()) {
+    ENGRAM_ASSIGN_OR_RETURN(server::RetrievalStack * retrieval, session.retrieval());
+    ENGRAM_ASSIGN_OR_RETURN(reembedded, retrieval->retriever().IndexEpisodes(changed));
+    retrieval->Save();
+    // Every process shares the LMDB cache: dropping it here drops it for all of them. Its
+    // freed pages may still hold old bytes until reused; the note below says how to be sure.
+    if (LmdbCache* cache = AsLmdbCache(memory->storage())) {
+      ENGRAM_RETURN_IF_ERROR(cache->Clear());
+      cache_note = "the cache was cleared; to be sure no freed cache page keeps old bytes, stop every engram and "
+                   "delete " + cache->CachePath();
+    }
+    if (IsSqlite(*memory)) {
+      const std::string db = memory->storage().Location();
+      int busy_ms = static_cast<int>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(config->busy_timeout).count());
+      ENGRAM_RETURN_IF_ERROR(SqliteExec(db, "VACUUM; PRAGMA wal_checkpoint(TRUNCATE);", std::max(busy_ms, 1000)));
+      vacuumed = true;
+    }
+  }
+  if (session.json()) {
+    PrintJson({{"scanned", scanned},
+               {"episodes_with_secrets", changed.size()},
+               {"redacted", args.dry_run ? 0 : changed.size()},
+               {"reembedded", reembedded},
+               {"vacuumed", vacuumed},
+               {"episode_ids", changed},
+               {"dry_run", args.dry_run}});
+    if (!cache_note.empty()) std::cerr << "note: " << cache_note << "\n";
+  } else {
+    std::cout << "scanned " << scanned << " episodes: " << changed.size() << " held secrets";
+    if (args.dry_run) {
+      std::cout << " (dry run: nothing changed)\n";
+    } else {
+      std::cout << ", redacted in place" << (vacuumed ? " and vacuumed" : "") << "\n";
+    }
+    for (const std::string& id : changed) std::cout << "  " << id << "\n";
+    if (!cache_note.empty()) std::cout << "note: " << cache_note << "\n";
+  }
+  return OkStatus();
+}
+
 // PRAGMA user_version of an existing SQLite file, 0 for a missing or new one.
 int SqliteUserVersion(const std::string& path) {
   std::error_code ec;
@@ -461,6 +555,11 @@ void AddStorageCommands(CLI::App& app, Command* selected) {
   storage->add_subcommand("vacuum", "Reclaim free space (SQLite)")->callback([=] { *selected = RunVacuum; });
   storage->add_subcommand("migrate", "Bring the store's schema up to date (opening does) and show the versions")
       ->callback([=] { *selected = RunMigrate; });
+  auto scan = std::make_shared<ScanArgs>();
+  auto* sc = storage->add_subcommand(
+      "scan-secrets", "Find secrets already stored (older versions, imports) and redact them in place");
+  sc->add_flag("--dry-run", scan->dry_run, "Only report which episodes hold secrets");
+  sc->callback([=] { *selected = [scan](Session& s) { return RunScanSecrets(s, *scan); }; });
 }
 
 }  // namespace engram::cli

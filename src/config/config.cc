@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cmath>
+#include <cstdlib>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -31,7 +33,7 @@ constexpr int64_t kMaxCacheTtlSeconds = 365 * 24 * 3600;
 constexpr int64_t kMaxPoolSize = 1000;
 
 // What a TOML value must be; environment and flag values are text parsed per key.
-enum class KeyType { kString, kInteger };
+enum class KeyType { kString, kInteger, kNumber };
 
 // One row of the key table.
 struct KeyDef {
@@ -72,6 +74,16 @@ Result<std::string> ExpandHome(std::string_view path, const Getenv& getenv) {
   return *home + std::string(path.substr(1));
 }
 
+// Shortest text that reads back as `value` ("0.35", "30").
+std::string FormatNumber(double value) {
+  char buf[32];
+  for (int precision = 1; precision <= 17; ++precision) {
+    std::snprintf(buf, sizeof buf, "%.*g", precision, value);
+    if (std::strtod(buf, nullptr) == value) break;
+  }
+  return buf;
+}
+
 Result<int64_t> ParseIntInRange(std::string_view text, int64_t min, int64_t max) {
   std::string_view t = StripAsciiWhitespace(text);
   int64_t value = 0;
@@ -84,6 +96,27 @@ Result<int64_t> ParseIntInRange(std::string_view text, int64_t min, int64_t max)
                                 ", got " + std::string(t.substr(0, 64)));
   }
   return value;
+}
+
+Result<double> ParseNumberInRange(std::string_view text, double min, double max) {
+  std::string t(StripAsciiWhitespace(text));
+  char* end = nullptr;
+  double value = t.empty() ? 0 : std::strtod(t.c_str(), &end);
+  if (t.empty() || end != t.c_str() + t.size() || !std::isfinite(value)) {
+    return InvalidArgumentError("expected a number, got \"" + std::string(text.substr(0, 64)) + "\"");
+  }
+  if (value < min || value > max) {
+    return InvalidArgumentError("must be between " + FormatNumber(min) + " and " + FormatNumber(max) + ", got " +
+                                t.substr(0, 64));
+  }
+  return value;
+}
+
+Result<bool> ParseBool(std::string_view text) {
+  std::string value = AsciiLower(StripAsciiWhitespace(text));
+  if (value == "true" || value == "1" || value == "yes" || value == "on") return true;
+  if (value == "false" || value == "0" || value == "no" || value == "off") return false;
+  return InvalidArgumentError("expected \"true\" or \"false\", got \"" + std::string(text.substr(0, 64)) + "\"");
 }
 
 // server.http: empty, or HOST:PORT with a port 0-65535 ("[::1]:8765" for IPv6 hosts).
@@ -160,6 +193,41 @@ std::string_view LogFormatText(LogFormat format) {
   }
   return "auto";
 }
+
+
+// Rows for plain numeric, integer, text and boolean fields of Config.
+#define ENGRAM_NUMBER_KEY(NAME, FIELD, DEFAULT, MIN, MAX, DESCRIPTION)                               \
+  {NAME, KeyType::kNumber, "", DESCRIPTION,                                                         \
+   [](const Getenv&) -> Result<std::string> { return std::string(DEFAULT); },                       \
+   [](std::string_view text, const Getenv&, Config& config) -> Status {                             \
+     ENGRAM_ASSIGN_OR_RETURN(config.FIELD, ParseNumberInRange(text, MIN, MAX));                     \
+     return OkStatus();                                                                             \
+   },                                                                                               \
+   [](const Config& config) { return FormatNumber(config.FIELD); }}
+#define ENGRAM_INTEGER_KEY(NAME, FIELD, DEFAULT, MIN, MAX, DESCRIPTION)                              \
+  {NAME, KeyType::kInteger, "", DESCRIPTION,                                                        \
+   [](const Getenv&) -> Result<std::string> { return std::string(DEFAULT); },                       \
+   [](std::string_view text, const Getenv&, Config& config) -> Status {                             \
+     ENGRAM_ASSIGN_OR_RETURN(config.FIELD, ParseIntInRange(text, MIN, MAX));                        \
+     return OkStatus();                                                                             \
+   },                                                                                               \
+   [](const Config& config) { return std::to_string(config.FIELD); }}
+#define ENGRAM_TEXT_KEY(NAME, FIELD, DEFAULT, DESCRIPTION)                                          \
+  {NAME, KeyType::kString, "", DESCRIPTION,                                                         \
+   [](const Getenv&) -> Result<std::string> { return std::string(DEFAULT); },                       \
+   [](std::string_view text, const Getenv&, Config& config) -> Status {                             \
+     config.FIELD = std::string(StripAsciiWhitespace(text));                                        \
+     return OkStatus();                                                                             \
+   },                                                                                               \
+   [](const Config& config) { return config.FIELD; }}
+#define ENGRAM_BOOL_KEY(NAME, FIELD, DEFAULT, DESCRIPTION)                                          \
+  {NAME, KeyType::kString, "", DESCRIPTION,                                                         \
+   [](const Getenv&) -> Result<std::string> { return std::string(DEFAULT); },                       \
+   [](std::string_view text, const Getenv&, Config& config) -> Status {                             \
+     ENGRAM_ASSIGN_OR_RETURN(config.FIELD, ParseBool(text));                                        \
+     return OkStatus();                                                                             \
+   },                                                                                               \
+   [](const Config& config) { return std::string(config.FIELD ? "true" : "false"); }}
 
 // The key table. Every key is settable from the file, ENGRAM_<KEY> and --set.
 const KeyDef kKeys[] = {
@@ -470,7 +538,79 @@ const KeyDef kKeys[] = {
        }
        return out;
      }},
+
+    ENGRAM_NUMBER_KEY("retrieval.weight_semantic", retrieval.weight_semantic, "0.2", 0.0, 100.0,
+                      "query_memory: weight of embedding similarity"),
+    ENGRAM_NUMBER_KEY("retrieval.weight_lexical", retrieval.weight_lexical, "0.5", 0.0, 100.0,
+                      "query_memory: weight of full-text (BM25) match"),
+    ENGRAM_NUMBER_KEY("retrieval.weight_context", retrieval.weight_context, "0.15", 0.0, 100.0,
+                      "query_memory: weight of domain / task type / language / framework / tag match"),
+    ENGRAM_NUMBER_KEY("retrieval.weight_reward", retrieval.weight_reward, "0.1", 0.0, 100.0,
+                      "query_memory: weight of the episode's reward"),
+    ENGRAM_NUMBER_KEY("retrieval.weight_recency", retrieval.weight_recency, "0.05", 0.0, 100.0,
+                      "query_memory: weight of recency"),
+    ENGRAM_INTEGER_KEY("retrieval.recency_half_life_days", retrieval.recency_half_life_days, "30", 1, 36500,
+                       "days after which an episode's recency score halves"),
+    ENGRAM_NUMBER_KEY("retrieval.mmr_lambda", retrieval.mmr_lambda, "0.7", 0.0, 1.0,
+                      "relevance vs diversity of results (1: relevance only)"),
+    ENGRAM_INTEGER_KEY("retrieval.cache_entries", retrieval.cache_entries, "256", 0, 1000000,
+                       "query results kept until a write changes the store (0: no query cache)"),
+    ENGRAM_INTEGER_KEY("retrieval.lexical_candidates", retrieval.lexical_candidates, "50", 0, 10000,
+                       "full-text hits considered per query"),
+    ENGRAM_INTEGER_KEY("retrieval.vector_candidates", retrieval.vector_candidates, "50", 0, 10000,
+                       "nearest-neighbour hits considered per query"),
+    ENGRAM_INTEGER_KEY("retrieval.exact_below", retrieval.exact_below, "5000", 0, 100000000,
+                       "the vector index scans exactly below this many vectors and uses HNSW above"),
+    {"embedding.provider", KeyType::kString, "",
+     "embedding provider: hashing (built in, no network), http (an OpenAI-compatible /v1/embeddings) or none",
+     [](const Getenv&) -> Result<std::string> { return std::string("hashing"); },
+     [](std::string_view text, const Getenv&, Config& config) -> Status {
+       std::string value = AsciiLower(StripAsciiWhitespace(text));
+       if (value != "hashing" && value != "http" && value != "none") {
+         return InvalidArgumentError("expected hashing, http or none, got \"" + std::string(text.substr(0, 64)) + "\"");
+       }
+       config.embedding.provider = value;
+       return OkStatus();
+     },
+     [](const Config& config) { return config.embedding.provider; }},
+    ENGRAM_INTEGER_KEY("embedding.dimension", embedding.dimension, "256", 0, 4096,
+                       "vector length (hashing: 16-4096; http: the length the server returns, 0: any)"),
+    ENGRAM_TEXT_KEY("embedding.url", embedding.url, "", "http provider: URL of the /v1/embeddings endpoint"),
+    ENGRAM_TEXT_KEY("embedding.model", embedding.model, "", "http provider: model name sent with each request"),
+    {"embedding.api_key_file", KeyType::kString, "",
+     "http provider: file whose first line is the API key (never logged)",
+     [](const Getenv&) -> Result<std::string> { return std::string(); },
+     [](std::string_view text, const Getenv& getenv, Config& config) -> Status {
+       ENGRAM_ASSIGN_OR_RETURN(config.embedding.api_key_file, ExpandHome(StripAsciiWhitespace(text), getenv));
+       return OkStatus();
+     },
+     [](const Config& config) { return config.embedding.api_key_file; }},
+    ENGRAM_INTEGER_KEY("embedding.timeout_ms", embedding.timeout_ms, "5000", 10, 600000,
+                       "http provider: timeout of one request, connect included"),
+    ENGRAM_INTEGER_KEY("embedding.batch_size", embedding.batch_size, "32", 1, 2048, "http provider: texts per request"),
+    ENGRAM_INTEGER_KEY("embedding.max_retries", embedding.max_retries, "2", 0, 10,
+                       "http provider: retries of a failed request (5xx, 429, network)"),
+    ENGRAM_INTEGER_KEY("embedding.breaker_failures", embedding.breaker_failures, "5", 1, 1000,
+                       "http provider: consecutive failures that open the circuit breaker"),
+    ENGRAM_INTEGER_KEY("embedding.breaker_open_seconds", embedding.breaker_open_seconds, "30", 1, 86400,
+                       "http provider: seconds the breaker stays open before one probe request"),
+    ENGRAM_BOOL_KEY("learning.enabled", learning.enabled, "true",
+                    "\"true\": extract patterns from completed episodes; \"false\": never"),
+    ENGRAM_NUMBER_KEY("learning.min_success_rate", learning.min_success_rate, "0.7", 0.0, 1.0,
+                      "patterns are kept when their success rate is at least this"),
+    ENGRAM_NUMBER_KEY("learning.min_error_recovery_rate", learning.min_error_recovery_rate, "0.3", 0.0, 1.0,
+                      "error_recovery patterns are kept when their success rate is at least this"),
+    ENGRAM_INTEGER_KEY("learning.decay_half_life_days", learning.decay_half_life_days, "30", 1, 36500,
+                       "days after which an unused pattern's weight halves"),
+    ENGRAM_INTEGER_KEY("learning.queue_capacity", learning.queue_capacity, "1000", 1, 1000000,
+                       "completed episodes waiting for extraction before producers wait"),
+    ENGRAM_INTEGER_KEY("learning.workers", learning.workers, "1", 1, 64, "pattern extraction threads"),
 };
+
+#undef ENGRAM_NUMBER_KEY
+#undef ENGRAM_INTEGER_KEY
+#undef ENGRAM_TEXT_KEY
+#undef ENGRAM_BOOL_KEY
 
 const KeyDef* FindKey(std::string_view key) {
   for (const KeyDef& def : kKeys) {
@@ -582,8 +722,14 @@ Status ApplyTomlTable(const toml::table& table, const std::string& prefix, const
       text = node.as_string()->get();
     } else if (def->type == KeyType::kInteger && node.is_integer()) {
       text = std::to_string(node.as_integer()->get());
+    } else if (def->type == KeyType::kNumber && node.is_integer()) {
+      text = std::to_string(node.as_integer()->get());
+    } else if (def->type == KeyType::kNumber && node.is_floating_point()) {
+      text = FormatNumber(node.as_floating_point()->get());
     } else {
-      std::string_view expected = def->type == KeyType::kString ? "a string" : "an integer";
+      std::string_view expected = def->type == KeyType::kString    ? "a string"
+                                  : def->type == KeyType::kInteger ? "an integer"
+                                                                   : "a number";
       return InvalidArgumentError(where + ": " + key + ": expected " + std::string(expected) + ", got " +
                                   std::string(TomlTypeName(node)));
     }

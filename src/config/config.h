@@ -115,6 +115,45 @@ struct Config {
   // with secrets in the texts it stores (core/redaction.h).
   RedactionOptions redaction;
 
+  // retrieval.*: how query_memory ranks (retrieval/retriever.h). Weights need not sum to 1.
+  struct Retrieval {
+    double weight_semantic = 0.20;
+    double weight_lexical = 0.50;
+    double weight_context = 0.15;
+    double weight_reward = 0.10;
+    double weight_recency = 0.05;
+    int64_t recency_half_life_days = 30;
+    double mmr_lambda = 0.7;
+    int64_t cache_entries = 256;
+    int64_t lexical_candidates = 50;
+    int64_t vector_candidates = 50;
+    int64_t exact_below = 5000;  // vector index: exact scan below this many vectors, HNSW above
+  } retrieval;
+
+  // embedding.*: the EmbeddingProvider (include/engram/embedding.h).
+  struct Embedding {
+    std::string provider = "hashing";  // "hashing", "http" or "none" (lexical retrieval only)
+    int64_t dimension = 256;           // hashing: vector length; http: the expected length (0: any)
+    std::string url;                   // http: the /v1/embeddings endpoint
+    std::string model;                 // http: the model name sent
+    std::string api_key_file;          // http: file whose first line is the API key ("~/" expanded)
+    int64_t timeout_ms = 5000;
+    int64_t batch_size = 32;
+    int64_t max_retries = 2;
+    int64_t breaker_failures = 5;
+    int64_t breaker_open_seconds = 30;
+  } embedding;
+
+  // learning.*: the pattern pipeline (src/learning).
+  struct Learning {
+    bool enabled = true;
+    double min_success_rate = 0.7;          // a pattern is kept at or above this
+    double min_error_recovery_rate = 0.3;   // error_recovery patterns: at or above this
+    int64_t decay_half_life_days = 30;      // unused patterns lose half their weight per half-life
+    int64_t queue_capacity = 1000;          // completed episodes waiting for extraction
+    int64_t workers = 1;                    // extraction threads
+  } learning;
+
   // Every known key with its effective value and source, in key-table order.
   std::vector<ConfigValue> values;
   // The config file that was read; empty if none was.

@@ -99,11 +99,22 @@ TEST_F(ConfigTest, DefaultsUseXdgDataHome) {
                         "server.max_body_bytes", "auth.keys_file",  "tools.disclosure",
                         "tools.advanced_after_calls", "tools.expert_after_calls",
                         "sandbox.enabled", "sandbox.max_timeout_ms", "sandbox.max_memory_mb",
-                        "redaction.enabled", "redaction.mode", "redaction.allow", "redaction.extra_patterns"};
+                        "redaction.enabled", "redaction.mode", "redaction.allow", "redaction.extra_patterns",
+                        "retrieval.weight_semantic", "retrieval.weight_lexical", "retrieval.weight_context",
+                        "retrieval.weight_reward", "retrieval.weight_recency", "retrieval.recency_half_life_days",
+                        "retrieval.mmr_lambda", "retrieval.cache_entries", "retrieval.lexical_candidates",
+                        "retrieval.vector_candidates", "retrieval.exact_below", "embedding.provider",
+                        "embedding.dimension", "embedding.url", "embedding.model", "embedding.api_key_file",
+                        "embedding.timeout_ms", "embedding.batch_size", "embedding.max_retries",
+                        "embedding.breaker_failures", "embedding.breaker_open_seconds", "learning.enabled",
+                        "learning.min_success_rate", "learning.min_error_recovery_rate",
+                        "learning.decay_half_life_days", "learning.queue_capacity", "learning.workers"};
   const char* values[] = {"/data/xdg/engram/memory.db", "full", "10000", "", "", "10", "true", "10000", "3600",
                           "info", "auto", "",
                           "4194304", keys_file.c_str(), "progressive", "3", "10", "true", "30000", "512",
-                          "true", "redact", "", ""};
+                          "true", "redact", "", "",
+                          "0.2", "0.5", "0.15", "0.1", "0.05", "30", "0.7", "256", "50", "50", "5000", "hashing",
+                          "256", "", "", "", "5000", "32", "2", "5", "30", "true", "0.7", "0.3", "30", "1000", "1"};
   ASSERT_EQ(config->values.size(), std::size(keys));
   for (size_t i = 0; i < std::size(keys); ++i) {
     const ConfigValue& value = config->values[i];

@@ -1,4 +1,4 @@
-#include "core/retrieval.h"
+#include "retrieval/retriever.h"
 
 #include <chrono>
 #include <memory>
@@ -8,8 +8,10 @@
 #include <gtest/gtest.h>
 
 #include "common/fake_clock.h"
+#include "engram/embedding.h"
 #include "engram/memory.h"
 #include "engram/sqlite_backend.h"
+#include "retrieval/vector_index.h"
 #include "testing/temp_dir.h"
 
 namespace engram {
@@ -30,6 +32,21 @@ class RetrievalTest : public ::testing::Test {
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = *std::move(store);
     memory_ = std::make_unique<Memory>(*store_, clock_, nullptr);
+    retriever_ = std::make_unique<Retriever>(*store_, clock_, nullptr, nullptr, RankingOptions{});
+  }
+
+  // Switches to hybrid retrieval: the hashing provider over this store, a memory-only
+  // vector index, and every completed episode embedded.
+  void EnableVectors(RankingOptions options = {}) {
+    Result<std::unique_ptr<EmbeddingProvider>> p = MakeHashingProvider(HashingOptions{}, store_.get());
+    ASSERT_TRUE(p.ok()) << p.status().ToString();
+    provider_ = *std::move(p);
+    retriever_ = std::make_unique<Retriever>(*store_, clock_, provider_.get(), nullptr, options);
+    ASSERT_TRUE(retriever_->IndexPending(0).ok());
+    Result<std::unique_ptr<VectorIndex>> index = VectorIndex::Open(*store_, provider_->Space(), VectorIndexOptions{});
+    ASSERT_TRUE(index.ok()) << index.status().ToString();
+    index_ = *std::move(index);
+    retriever_->SetIndex(index_.get());
   }
 
   struct Spec {
@@ -69,7 +86,12 @@ class RetrievalTest : public ::testing::Test {
     return *id;
   }
 
-  Result<std::vector<ScoredEpisode>> Retrieve(RetrievalQuery q) { return RetrieveEpisodes(*store_, q, clock_); }
+  Result<std::vector<ScoredEpisode>> Retrieve(RetrievalQuery q) {
+    if (!provider_) q.mode = RetrievalMode::kLexical;
+    ENGRAM_ASSIGN_OR_RETURN(RetrievalResult r, retriever_->Retrieve(q));
+    last_ = r;
+    return std::move(r.episodes);
+  }
 
   static std::vector<std::string> Ids(const std::vector<ScoredEpisode>& hits) {
     std::vector<std::string> ids;
@@ -81,6 +103,10 @@ class RetrievalTest : public ::testing::Test {
   FakeClock clock_;
   std::unique_ptr<StorageBackend> store_;
   std::unique_ptr<Memory> memory_;
+  std::unique_ptr<EmbeddingProvider> provider_;
+  std::unique_ptr<VectorIndex> index_;
+  std::unique_ptr<Retriever> retriever_;
+  RetrievalResult last_;
 };
 
 TEST(RetrievalTokensTest, LowerCasesDropsStopWordsAndPlurals) {
@@ -88,6 +114,10 @@ TEST(RetrievalTokensTest, LowerCasesDropsStopWordsAndPlurals) {
               ElementsAre("fix", "flaky", "test", "web", "api", "class", "status"));
   EXPECT_THAT(RetrievalTokens("a I to"), ElementsAre());
   EXPECT_THAT(RetrievalTokens("Größe über"), ElementsAre("größe", "über"));
+  // A light stemmer: plurals, -ing and -ed, so "deploying" meets "deployed".
+  EXPECT_THAT(RetrievalTokens("deploying deployed deployments queries running stopped falling bed ring e2e tested"),
+              ElementsAre("deploy", "deploy", "deployment", "query", "run", "stop", "fall", "bed", "ring", "e2e",
+                          "test"));
 }
 
 TEST_F(RetrievalTest, EmptyStoreAnswersAnEmptyList) {
@@ -178,17 +208,6 @@ TEST_F(RetrievalTest, LimitDefaultsToTenAndIsChecked) {
   EXPECT_EQ(Retrieve({.text = "cache", .limit = kMaxQueryLimit + 1}).status().code(), StatusCode::kInvalidArgument);
 }
 
-TEST_F(RetrievalTest, MaxScanBoundsHowFarBackItLooks) {
-  std::string old = Record({.task = "Migrate the schema of the orders table"});
-  for (int i = 0; i < 5; ++i) Record({.task = "Unrelated chore number " + std::to_string(i)});
-  Result<std::vector<ScoredEpisode>> hits = Retrieve({.text = "orders schema", .max_scan = 5});
-  ASSERT_TRUE(hits.ok());
-  EXPECT_TRUE(hits->empty());
-  hits = Retrieve({.text = "orders schema", .max_scan = 6});
-  ASSERT_TRUE(hits.ok());
-  EXPECT_THAT(Ids(*hits), ElementsAre(old));
-}
-
 TEST_F(RetrievalTest, MaxTokensCutsTheListInRankOrder) {
   for (int i = 0; i < 4; ++i) Record({.task = "Speed up the image resize pipeline " + std::to_string(i)});
   Result<std::vector<ScoredEpisode>> all = Retrieve({.text = "image resize"});
@@ -247,7 +266,7 @@ TEST_F(RetrievalTest, AllowedDomainsHideOtherDomains) {
   ASSERT_TRUE(hits.ok());
   EXPECT_THAT(Ids(*hits), ElementsAre(mine));
 
-  q.allowed_domains = {"web-api", "other"};  // not pushed down to the store: filtered in the scan
+  q.allowed_domains = {"web-api", "other"};
   hits = Retrieve(q);
   ASSERT_TRUE(hits.ok());
   EXPECT_THAT(Ids(*hits), ElementsAre(mine));
@@ -271,18 +290,182 @@ TEST_F(RetrievalTest, StepOutputsAreDroppedFromResults) {
   EXPECT_TRUE((*hits)[0].episode.reflection.has_value());
 }
 
-TEST_F(RetrievalTest, QueryWithoutWordsRanksEverything) {
-  std::string a = Record({.task = "One"});
-  std::string b = Record({.task = "Two"});
+TEST_F(RetrievalTest, QueryOfOnlyStopWordsFindsNothing) {
+  Record({.task = "One"});
   Result<std::vector<ScoredEpisode>> hits = Retrieve({.text = "the"});
   ASSERT_TRUE(hits.ok());
-  EXPECT_THAT(Ids(*hits), ElementsAre(b, a));
+  EXPECT_TRUE(hits->empty());
 }
 
 TEST_F(RetrievalTest, CancellationStopsTheScan) {
   Record({.task = "Anything"});
   RetrievalQuery q{.text = "anything", .cancelled = [] { return true; }};
   EXPECT_EQ(Retrieve(q).status().code(), StatusCode::kCancelled);
+}
+
+TEST_F(RetrievalTest, BadInputGetsClearErrors) {
+  Record({.task = "Anything"});
+  for (const char* blank : {"", "   ", "\t\n "}) {
+    Result<std::vector<ScoredEpisode>> r = Retrieve({.text = blank});
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << "[" << blank << "]";
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr("query"));
+  }
+  RetrievalQuery q{.text = "anything"};
+  q.max_tokens = 0;
+  EXPECT_EQ(Retrieve(q).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(RetrievalTest, FullTextSyntaxInQueriesIsNeverAnError) {
+  std::string id = Record({.task = "Fix the quoting bug in the CSV exporter"});
+  for (const char* hostile : {"\"quoting", "csv*", "NEAR(csv exporter)", "csv AND OR NOT", "-csv", "csv:exporter",
+                              "^csv", "(((", "\"\"\"", "{csv}", "csv + exporter", "'; DROP TABLE episodes; --"}) {
+    Result<std::vector<ScoredEpisode>> r = Retrieve({.text = hostile});
+    ASSERT_TRUE(r.ok()) << hostile << ": " << r.status().ToString();
+  }
+  Result<std::vector<ScoredEpisode>> r = Retrieve({.text = "NEAR(csv exporter)"});
+  ASSERT_TRUE(r.ok());
+  EXPECT_THAT(Ids(*r), ElementsAre(id)) << "syntax characters are ignored, the words still match";
+}
+
+TEST_F(RetrievalTest, MegabyteQueryIsCutNotRefused) {
+  std::string id = Record({.task = "Tune the garbage collector pauses"});
+  std::string huge = "garbage collector pauses ";
+  while (huge.size() < (1 << 20)) huge += "lorem ipsum dolor sit amet ";
+  Result<std::vector<ScoredEpisode>> r = Retrieve({.text = huge});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_THAT(Ids(*r), ElementsAre(id));
+}
+
+TEST_F(RetrievalTest, QueryCacheIsInvalidatedByAnyWrite) {
+  EnableVectors();
+  std::string first = Record({.task = "Shard the sessions table"});
+  RetrievalQuery q{.text = "shard sessions table"};
+  ASSERT_TRUE(Retrieve(q).ok());
+  EXPECT_FALSE(last_.from_cache);
+  ASSERT_TRUE(Retrieve(q).ok());
+  EXPECT_TRUE(last_.from_cache) << "same request, no write in between";
+  std::string second = Record({.task = "Shard the sessions table again"});
+  Result<std::vector<ScoredEpisode>> r = Retrieve(q);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(last_.from_cache) << "a write bumps the store's generation";
+  EXPECT_EQ(r->size(), 2u);
+  RetrievalQuery other = q;
+  other.limit = 1;
+  ASSERT_TRUE(Retrieve(other).ok());
+  EXPECT_FALSE(last_.from_cache) << "the key is the whole request";
+  RetrievalMetrics m = retriever_->Metrics();
+  EXPECT_EQ(m.cache_hits, 1);
+}
+
+TEST_F(RetrievalTest, HybridFindsWordPiecesLexicalMisses) {
+  // "deploys" / "deployment" share no whole word with "deploying", but the hashed
+  // character n-grams overlap: only the vector side can see it.
+  std::string target = Record({.task = "Speed up deployments of the billing service"});
+  Record({.task = "Write the onboarding guide for new hires"});
+  Record({.task = "Rotate the database credentials"});
+  EnableVectors();
+  RetrievalQuery q{.text = "deploying billing faster", .mode = RetrievalMode::kVector};
+  Result<std::vector<ScoredEpisode>> r = Retrieve(q);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_FALSE(r->empty());
+  EXPECT_EQ((*r)[0].episode.episode_id, target);
+  EXPECT_GT((*r)[0].semantic, 0);
+  EXPECT_TRUE(last_.semantic_used);
+  EXPECT_TRUE(last_.notice.empty());
+
+  q.mode = RetrievalMode::kHybrid;
+  r = Retrieve(q);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ((*r)[0].episode.episode_id, target);
+  EXPECT_GT((*r)[0].semantic, 0);
+  EXPECT_GT((*r)[0].lexical, 0) << "\"billing\" matches lexically too";
+}
+
+TEST_F(RetrievalTest, WithoutVectorsTheResultSaysItIsLexicalOnly) {
+  Record({.task = "Profile the image thumbnailer"});
+  RetrievalQuery q{.text = "image thumbnailer"};
+  Result<RetrievalResult> r = retriever_->Retrieve(q);  // hybrid asked, no provider configured: no notice
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->semantic_used);
+  EXPECT_TRUE(r->notice.empty());
+  ASSERT_EQ(r->episodes.size(), 1u);
+
+  // A provider whose index is not open yet: lexical only, and the result says so.
+  Result<std::unique_ptr<EmbeddingProvider>> p = MakeHashingProvider(HashingOptions{}, store_.get());
+  ASSERT_TRUE(p.ok());
+  Retriever loading(*store_, clock_, p->get(), nullptr, RankingOptions{});
+  r = loading.Retrieve(q);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->semantic_used);
+  EXPECT_THAT(r->notice, HasSubstr("lexical match only"));
+  EXPECT_THAT(r->notice, HasSubstr("loading"));
+  ASSERT_EQ(r->episodes.size(), 1u);
+}
+
+TEST_F(RetrievalTest, AnUnreachableEmbeddingServerFallsBackToLexical) {
+  Record({.task = "Shrink the docker image of the API"});
+  HttpEmbeddingOptions http;
+  http.url = "http://127.0.0.1:1/v1/embeddings";  // nothing listens on port 1
+  http.model = "test";
+  http.dimension = 8;
+  http.timeout = std::chrono::milliseconds(500);
+  http.max_retries = 0;
+  http.breaker_failure_threshold = 1;
+  Result<std::unique_ptr<EmbeddingProvider>> p = MakeHttpProvider(http, clock_);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  Result<std::unique_ptr<VectorIndex>> index = VectorIndex::Open(*store_, (*p)->Space(), VectorIndexOptions{});
+  ASSERT_TRUE(index.ok()) << index.status().ToString();
+  Retriever retriever(*store_, clock_, p->get(), index->get(), RankingOptions{});
+  for (int i = 0; i < 2; ++i) {  // the first call fails on the network, the second on the open breaker
+    Result<RetrievalResult> r = retriever.Retrieve({.text = "docker image size"});
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_FALSE(r->semantic_used);
+    EXPECT_THAT(r->notice, HasSubstr("lexical match only"));
+    ASSERT_EQ(r->episodes.size(), 1u) << "the lexical side still answers";
+  }
+  EXPECT_FALSE((*p)->Health().available) << "one failure opens this breaker";
+  EXPECT_EQ(retriever.Metrics().degraded, 2);
+}
+
+TEST_F(RetrievalTest, ComponentsExplainTheScore) {
+  EnableVectors();
+  Record({.task = "Cache the pricing rules", .domain = "billing"});
+  RetrievalQuery q{.text = "cache pricing rules"};
+  q.domain = "billing";
+  Result<std::vector<ScoredEpisode>> r = Retrieve(q);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->size(), 1u);
+  const ScoredEpisode& s = (*r)[0];
+  const RankingWeights w;
+  double expected = (w.semantic * s.semantic + w.lexical * s.lexical + w.context * s.context +
+                     w.reward * s.reward + w.recency * s.recency) /
+                    (w.semantic + w.lexical + w.context + w.reward + w.recency);
+  EXPECT_NEAR(s.score, expected, 1e-9);
+  EXPECT_EQ(s.context, 1.0);
+  EXPECT_EQ(s.lexical, 1.0) << "the best lexical hit scores 1";
+}
+
+TEST(MmrTest, DiversityPromotesADifferentItemOverANearDuplicate) {
+  // Items 0 and 1 are near duplicates; 2 is different and scores a little lower.
+  std::vector<double> scores = {0.90, 0.89, 0.80};
+  auto sim = [](size_t i, size_t j) { return (i < 2 && j < 2) ? 0.95 : 0.0; };
+  EXPECT_THAT(MmrOrder(scores, 0.7, 3, sim), ElementsAre(0, 2, 1));
+  EXPECT_THAT(MmrOrder(scores, 1.0, 3, sim), ElementsAre(0, 1, 2)) << "lambda 1: relevance only";
+  EXPECT_THAT(MmrOrder(scores, 0.7, 1, sim), ElementsAre(0));
+  EXPECT_TRUE(MmrOrder({}, 0.7, 5, sim).empty());
+}
+
+TEST(RankingOptionsTest, BadOptionsAreNamed) {
+  RankingOptions o;
+  EXPECT_TRUE(ValidateRankingOptions(o).ok());
+  o.weights.lexical = -1;
+  EXPECT_THAT(std::string(ValidateRankingOptions(o).message()), HasSubstr("lexical"));
+  o = {};
+  o.mmr_lambda = 1.5;
+  EXPECT_THAT(std::string(ValidateRankingOptions(o).message()), HasSubstr("mmr_lambda"));
+  o = {};
+  o.weights = {0, 0, 0, 0, 0};
+  EXPECT_FALSE(ValidateRankingOptions(o).ok());
 }
 
 }  // namespace

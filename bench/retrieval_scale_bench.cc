@@ -1,0 +1,279 @@
+// How retrieval cost grows with the store (issue 4, DESIGN §10): generates synthetic
+// completed episodes, ingests them with the full-text index on, embeds them (hashing
+// provider), builds the vector index, then times hybrid query_memory-style retrievals
+// with the query cache off. Prints one row per size.
+//
+//   retrieval_scale_bench [--sizes 10000,100000,1000000] [--queries 300] [--dimension 256]
+//                         [--dir /tmp/engram-scale]
+//
+// Sizes grow one store: the 100k row is the 10k store plus 90k more episodes. Each row:
+// ingest rate (episodes and steps per second, durable=normal, batches of 1,000 per
+// transaction), embedding rate, vector index build time (Open from the store: a rebuild),
+// query p50/p95/max, and the process RSS after the queries. The store is SQLite behind the
+// LMDB cache, as `engram serve` opens it by default.
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "common/fake_clock.h"
+#include "common/ids.h"
+#include "core/reflection.h"
+#include "core/reward.h"
+#include "engram/embedding.h"
+#include "engram/lmdb_cache.h"
+#include "engram/sqlite_backend.h"
+#include "model/search_text.h"
+#include "retrieval/retriever.h"
+#include "retrieval/vector_index.h"
+
+namespace engram {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock_ = std::chrono::steady_clock;
+
+constexpr size_t kBatch = 1'000;
+
+const std::vector<std::string> kDomains = {"web-api", "databases", "build-systems", "ci-cd", "frontend",
+                                           "infrastructure", "data-pipelines", "concurrency", "security", "testing"};
+const std::vector<std::string> kVerbs = {"fix", "debug", "add", "refactor", "speed up", "migrate", "upgrade",
+                                         "document", "test", "remove", "rewrite", "investigate"};
+const std::vector<std::string> kProblems = {
+    "flaky test",     "memory leak",    "deadlock",      "race condition", "timeout",     "slow query",
+    "crash on start", "401 response",   "rate limiting", "cache miss",     "n+1 queries", "broken build",
+    "oom kill",       "stale cache",    "wrong encoding", "retry storm",   "null pointer", "disk full",
+    "cert expiry",    "schema drift",   "lock contention", "bad merge",    "version skew", "hot loop"};
+const std::vector<std::string> kComponents = {
+    "payments service", "auth middleware", "order importer", "search indexer", "user profile page",
+    "billing job",      "kafka consumer",  "grpc gateway",   "webpack config", "terraform module",
+    "helm chart",       "postgres replica", "redis cluster", "s3 uploader",    "react table",
+    "scheduler",        "metrics exporter", "login form",    "nightly etl",    "docker image"};
+const std::vector<std::string> kLanguages = {"python", "go", "rust", "typescript", "java", "c++", "ruby"};
+const std::vector<std::string> kTools = {"bash", "read_file", "edit_file", "grep", "run_tests", "git", "docker",
+                                         "kubectl", "psql", "npm", "cargo", "make"};
+
+template <typename T>
+const T& Pick(std::mt19937_64& rng, const std::vector<T>& v) {
+  return v[rng() % v.size()];
+}
+
+Episode Generate(std::mt19937_64& rng, FakeClock& clock) {
+  Episode e;
+  e.episode_id = NewUuidV7(clock);
+  const std::string& problem = Pick(rng, kProblems);
+  const std::string& component = Pick(rng, kComponents);
+  e.task_description = Pick(rng, kVerbs) + " the " + problem + " in the " + component + " (ticket " +
+                       std::to_string(rng() % 100000) + ")";
+  e.task_type = static_cast<TaskType>(rng() % 7);
+  e.context.domain = Pick(rng, kDomains);
+  e.context.language = Pick(rng, kLanguages);
+  e.start_time = clock.Now();
+  const int steps = 4 + static_cast<int>(rng() % 6);
+  for (int i = 1; i <= steps; ++i) {
+    Step s;
+    s.step_number = i;
+    s.timestamp = e.start_time + std::chrono::seconds(30 * i);
+    s.tool = Pick(rng, kTools);
+    s.action = "look at the " + component + " " + Pick(rng, kProblems);
+    const bool error = rng() % 5 == 0;
+    s.result = StepResult{error ? StepStatus::kError : StepStatus::kSuccess,
+                          "output of step " + std::to_string(i) + " about " + problem,
+                          error ? std::optional<std::string>("error: " + problem) : std::nullopt};
+    s.latency_ms = 200 + static_cast<int64_t>(rng() % 2000);
+    e.steps.push_back(std::move(s));
+  }
+  e.end_time = e.start_time + std::chrono::seconds(30 * steps + 30);
+  Outcome o;
+  if (rng() % 5 == 0) {
+    o.kind = OutcomeKind::kFailure;
+    o.reason = "could not reproduce the " + problem;
+  } else {
+    o.kind = OutcomeKind::kSuccess;
+    o.verdict = "the " + problem + " in the " + component + " is fixed";
+  }
+  e.outcome = o;
+  e.reward = ComputeReward(e);
+  e.reflection = GenerateReflection(e, *e.reward);
+  clock.Advance(std::chrono::seconds(7));
+  return e;
+}
+
+double RssMiB() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  }
+  return 0;
+}
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t i = static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
+}
+
+double Seconds(Clock_::time_point since) { return std::chrono::duration<double>(Clock_::now() - since).count(); }
+
+void Check(const Status& s, const char* what) {
+  if (!s.ok()) {
+    std::fprintf(stderr, "%s: %s\n", what, s.ToString().c_str());
+    std::exit(1);
+  }
+}
+
+int Main(int argc, char** argv) {
+  std::vector<size_t> sizes = {10'000, 100'000};
+  size_t n_queries = 300;
+  int dimension = 256;
+  std::string dir = "/tmp/engram-scale-" + std::to_string(::getpid());
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string a = argv[i], v = argv[i + 1];
+    if (a == "--sizes") {
+      sizes.clear();
+      std::stringstream ss(v);
+      for (std::string part; std::getline(ss, part, ',');) sizes.push_back(std::stoul(part));
+    } else if (a == "--queries") {
+      n_queries = std::stoul(v);
+    } else if (a == "--dimension") {
+      dimension = std::stoi(v);
+    } else if (a == "--dir") {
+      dir = v;
+    }
+  }
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  SqliteOptions options;
+  options.path = dir + "/scale.db";
+  options.durability = Durability::kNormal;
+  auto store_or = OpenSqliteBackend(options);
+  Check(store_or.status(), "open");
+  std::unique_ptr<StorageBackend> store = *std::move(store_or);
+  // As `engram serve` runs by default: the LMDB cache in front of the SQLite file.
+  LmdbOptions cache;
+  cache.path = dir + "/scale.db.cache";
+  cache.map_size = size_t{4} << 30;
+  cache.max_entries = 100'000;
+  auto cached = OpenLmdbCache(cache, std::move(store));
+  Check(cached.status(), "cache");
+  store = *std::move(cached);
+  FakeClock clock;
+  std::mt19937_64 rng(42);
+  HashingOptions hashing;
+  hashing.dimension = dimension;
+  auto provider_or = MakeHashingProvider(hashing, store.get());
+  Check(provider_or.status(), "provider");
+  std::unique_ptr<EmbeddingProvider> provider = *std::move(provider_or);
+  RankingOptions ranking;
+  ranking.cache_entries = 0;  // measure the work, not the cache
+  Retriever retriever(*store, clock, provider.get(), nullptr, ranking);
+
+  std::printf("| episodes | ingest ep/s | ingest steps/s | embed ep/s | index build s | index mode | "
+              "query p50 ms | query p95 ms | query max ms | RSS MiB | db MiB |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+  struct Stage {
+    size_t size;
+    double text, embed, knn, load;
+  };
+  std::vector<Stage> stages;
+  size_t have = 0;
+  for (size_t target : sizes) {
+    // Ingest.
+    const size_t before = have;
+    size_t steps = 0;
+    auto t0 = Clock_::now();
+    while (have < target) {
+      std::vector<Episode> batch;
+      for (size_t i = 0; i < kBatch && have < target; ++i, ++have) {
+        batch.push_back(Generate(rng, clock));
+        steps += batch.back().steps.size();
+      }
+      Check(store->PutEpisodes(batch), "put");
+    }
+    const double ingest_s = Seconds(t0);
+    const size_t new_episodes = have - before;
+    // Embed what has no vector yet.
+    t0 = Clock_::now();
+    auto indexed = retriever.IndexPending(0);
+    Check(indexed.status(), "embed");
+    const double embed_s = Seconds(t0);
+    // Build the vector index from the store (what a server start without a file does).
+    t0 = Clock_::now();
+    VectorIndexOptions vio;
+    auto index_or = VectorIndex::Open(*store, provider->Space(), vio);
+    Check(index_or.status(), "vector index");
+    std::unique_ptr<VectorIndex> index = *std::move(index_or);
+    const double build_s = Seconds(t0);
+    retriever.SetIndex(index.get());
+    // Queries.
+    std::vector<double> ms;
+    std::mt19937_64 qrng(7);
+    for (size_t i = 0; i < n_queries; ++i) {
+      RetrievalQuery q;
+      q.text = Pick(qrng, kVerbs) + " " + Pick(qrng, kProblems) + " " + Pick(qrng, kComponents);
+      if (i % 2 == 0) q.domain = Pick(qrng, kDomains);
+      auto s = Clock_::now();
+      auto r = retriever.Retrieve(q);
+      Check(r.status(), "query");
+      ms.push_back(Seconds(s) * 1000);
+    }
+    // Where the time goes: each stage alone, over the same queries.
+    std::vector<double> text_ms, embed_ms, knn_ms, load_ms;
+    std::mt19937_64 srng(7);
+    for (size_t i = 0; i < std::min<size_t>(n_queries, 100); ++i) {
+      std::string text = Pick(srng, kVerbs) + " " + Pick(srng, kProblems) + " " + Pick(srng, kComponents);
+      if (i % 2 == 0) (void)Pick(srng, kDomains);
+      TextSearchRequest req;
+      req.words = SearchTokens(text);
+      req.limit = ranking.lexical_candidates;
+      auto s0 = Clock_::now();
+      auto hits = store->SearchText(req);
+      Check(hits.status(), "search text");
+      text_ms.push_back(Seconds(s0) * 1000);
+      s0 = Clock_::now();
+      auto v = provider->Embed(std::span<const std::string>(&text, 1), EmbedPurpose::kQuery);
+      Check(v.status(), "embed");
+      embed_ms.push_back(Seconds(s0) * 1000);
+      s0 = Clock_::now();
+      auto knn = index->Search(v->front(), ranking.vector_candidates);
+      Check(knn.status(), "knn");
+      knn_ms.push_back(Seconds(s0) * 1000);
+      s0 = Clock_::now();
+      for (const TextHit& h : *hits) Check(store->GetEpisode(h.episode_id).status(), "get");
+      for (const VectorHit& h : *knn) Check(store->GetEpisode(h.episode_id).status(), "get");
+      load_ms.push_back(Seconds(s0) * 1000);
+    }
+    stages.push_back({target, Percentile(text_ms, 0.5), Percentile(embed_ms, 0.5), Percentile(knn_ms, 0.5),
+                      Percentile(load_ms, 0.5)});
+    retriever.SetIndex(nullptr);
+    const double db_mib = static_cast<double>(fs::file_size(options.path)) / (1024.0 * 1024.0);
+    std::printf("| %zu | %.0f | %.0f | %.0f | %.1f | %s | %.2f | %.2f | %.2f | %.0f | %.0f |\n", target,
+                static_cast<double>(new_episodes) / std::max(ingest_s, 1e-9),
+                static_cast<double>(steps) / std::max(ingest_s, 1e-9),
+                static_cast<double>(*indexed) / std::max(embed_s, 1e-9), build_s, std::string(index->mode()).c_str(),
+                Percentile(ms, 0.5), Percentile(ms, 0.95), Percentile(ms, 1.0), RssMiB(), db_mib);
+    std::fflush(stdout);
+  }
+  std::printf("\nStages alone, p50 ms (full-text search of %zu hits, query embedding, %zu nearest neighbours, "
+              "loading those episodes):\n| episodes | full text | embed | knn | load episodes |\n|---|---|---|---|---|\n",
+              ranking.lexical_candidates, ranking.vector_candidates);
+  for (const Stage& st : stages) {
+    std::printf("| %zu | %.2f | %.2f | %.2f | %.2f |\n", st.size, st.text, st.embed, st.knn, st.load);
+  }
+  fs::remove_all(dir);
+  return 0;
+}
+
+}  // namespace
+}  // namespace engram
+
+int main(int argc, char** argv) { return engram::Main(argc, argv); }
