@@ -10,6 +10,7 @@
 #include "cli/output.h"
 #include "common/logging.h"
 #include "core/redaction.h"
+#include "server/open_retrieval.h"
 #include "server/open_store.h"
 #include "server/serve.h"
 
@@ -47,6 +48,17 @@ Result<Memory*> Session::memory() {
   store_ = *std::move(store);
   memory_ = std::make_unique<Memory>(*store_, SystemClock(), /*events=*/nullptr, NewRedactor(config->redaction));
   return memory_.get();
+}
+
+Result<server::RetrievalStack*> Session::retrieval() {
+  if (retrieval_) return retrieval_.get();
+  ENGRAM_ASSIGN_OR_RETURN(Memory* memory, this->memory());
+  ENGRAM_ASSIGN_OR_RETURN(const Config* config, this->config());
+  ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<server::RetrievalStack> stack,
+                          server::OpenRetrieval(*config, memory->storage(), memory->clock()));
+  ENGRAM_RETURN_IF_ERROR(stack->OpenIndex());
+  retrieval_ = std::move(stack);
+  return retrieval_.get();
 }
 
 namespace {
@@ -163,6 +175,8 @@ int RunCli(int argc, char** argv) {
   AddEpisodeCommands(app, &selected);
   AddKeysCommands(app, &selected);
   AddStorageCommands(app, &selected);
+  AddQueryCommands(app, &selected);
+  AddPatternCommands(app, &selected);
   AddDoctorCommand(app, &selected);
 
   try {

@@ -17,6 +17,10 @@ namespace CLI {
 class App;
 }
 
+namespace engram::server {
+class RetrievalStack;
+}
+
 namespace engram::cli {
 
 struct GlobalOptions {
@@ -39,6 +43,8 @@ class Session {
   Result<const Config*> config();
   // Opens the configured store (creating it when missing).
   Result<Memory*> memory();
+  // Retrieval over the store (embedding provider, vector index opened and caught up).
+  Result<server::RetrievalStack*> retrieval();
   bool json() const { return options_.json; }
 
  private:
@@ -46,6 +52,7 @@ class Session {
   std::optional<Config> config_;
   std::unique_ptr<StorageBackend> store_;
   std::unique_ptr<Memory> memory_;
+  std::shared_ptr<server::RetrievalStack> retrieval_;
 };
 
 // A command's body: runs after parsing; its Status decides the exit code.
@@ -58,6 +65,10 @@ void AddDoctorCommand(CLI::App& app, Command* selected);
 void AddEpisodeCommands(CLI::App& app, Command* selected);
 // Registers `engram keys create|list|revoke` (API keys for the HTTP transport).
 void AddKeysCommands(CLI::App& app, Command* selected);
+// Registers `engram query` and `engram reindex`.
+void AddQueryCommands(CLI::App& app, Command* selected);
+// Registers `engram pattern list|show|search|recommend|playbook|decay|reextract`.
+void AddPatternCommands(CLI::App& app, Command* selected);
 // Registers `engram export`, `engram import` and `engram storage stats|verify|vacuum|migrate`.
 void AddStorageCommands(CLI::App& app, Command* selected);
 

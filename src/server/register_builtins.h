@@ -3,6 +3,7 @@
 #pragma once
 
 #include "engram/memory.h"
+#include "learning/learning.h"
 #include "engram/status.h"
 #include "engram/storage.h"
 #include "mcp/server.h"
@@ -10,6 +11,7 @@
 
 namespace engram {
 class EventBus;
+class Retriever;
 }
 
 namespace engram::server {
@@ -25,7 +27,13 @@ inline constexpr const char* kInstructions =
 struct Builtins {
   Memory& memory;
   StorageBackend& storage;
+  Retriever& retriever;
   EventBus* events = nullptr;  // may be null
+  std::string embedding_provider = "none";  // for health_check: "hashing/hash-v1/256", "none"
+  // search_patterns, recommend_patterns, recommend_playbook, analyze_patterns and the
+  // patterns of query_memory use these thresholds.
+  LearningOptions learning{};
+  PatternProcessor* processor = nullptr;  // may be null (learning.enabled = false): health shows it
   size_t event_queue_capacity = 0;
   bool conformance_fixtures = false;
   // execute_code: limits from sandbox.* (SandboxToolOptionsFromConfig); enabled by default.

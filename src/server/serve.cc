@@ -12,6 +12,8 @@
 #include "engram/memory.h"
 #include "mcp/auth.h"
 #include "mcp/server.h"
+#include "server/open_learning.h"
+#include "server/open_retrieval.h"
 #include "server/open_store.h"
 #include "server/register_builtins.h"
 #include "transport/http_transport.h"
@@ -67,6 +69,18 @@ Status Serve(const Config& config, const ServeOptions& options) {
   ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<StorageBackend> store, OpenStore(config));
   EventBus events(kEventQueueCapacity);
   Memory memory(*store, SystemClock(), &events, NewRedactor(config.redaction));
+  ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<RetrievalStack> retrieval, OpenRetrieval(config, *store, SystemClock()));
+  retrieval->SubscribeTo(events);
+  retrieval->OpenIndexInBackground();
+  // The learning pipeline: Completed events are extracted off the request path; what a
+  // crash left pending is swept at start.
+  const LearningOptions learning = LearningOptionsFromConfig(config);
+  std::unique_ptr<PatternProcessor> processor;
+  if (config.learning.enabled) {
+    processor = std::make_unique<PatternProcessor>(*store, SystemClock(), &events, learning);
+    ENGRAM_RETURN_IF_ERROR(RegisterBuiltinExtractors(processor->extractors()));
+    ENGRAM_RETURN_IF_ERROR(processor->Start());
+  }
 
   mcp::ServerOptions server_options;
   server_options.version = options.version;
@@ -77,7 +91,11 @@ Status Serve(const Config& config, const ServeOptions& options) {
   mcp::McpServer server(server_options);
   ENGRAM_RETURN_IF_ERROR(RegisterBuiltins(server, {.memory = memory,
                                                    .storage = *store,
+                                                   .retriever = retrieval->retriever(),
                                                    .events = &events,
+                                                   .embedding_provider = retrieval->ProviderName(),
+                                                   .learning = learning,
+                                                   .processor = processor.get(),
                                                    .event_queue_capacity = kEventQueueCapacity,
                                                    .conformance_fixtures = options.conformance_fixtures,
                                                    .sandbox = sandbox::SandboxToolOptionsFromConfig(config)}));
@@ -88,6 +106,8 @@ Status Serve(const Config& config, const ServeOptions& options) {
     transport::StdioTransport stdio(server, transport::StdioOptions{});
     Status s = stdio.Run();
     events.Flush();
+    if (processor) processor->Stop();
+    retrieval->Save();
     return s;
   }
 
@@ -115,6 +135,8 @@ Status Serve(const Config& config, const ServeOptions& options) {
   if (!stopping.exchange(true)) pthread_kill(waiter.native_handle(), SIGTERM);  // wake the waiter
   waiter.join();
   events.Flush();
+  if (processor) processor->Stop();
+  retrieval->Save();
   return OkStatus();
 }
 

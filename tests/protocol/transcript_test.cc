@@ -23,6 +23,7 @@
 #include "engram/memory.h"
 #include "engram/sqlite_backend.h"
 #include "mcp/server.h"
+#include "retrieval/retriever.h"
 #include "server/register_builtins.h"
 #include "testing/temp_dir.h"
 
@@ -128,7 +129,10 @@ TEST_P(TranscriptTest, Runs) {
   server_options.instructions = server::kInstructions;
   server_options.page_size = 3;  // small pages so transcripts exercise cursors
   McpServer server(server_options);
-  ASSERT_TRUE(server::RegisterBuiltins(server, {.memory = memory, .storage = **store, .events = &events}).ok());
+  Retriever retriever(**store, SystemClock(), nullptr, nullptr, RankingOptions{});
+  ASSERT_TRUE(server::RegisterBuiltins(server, {.memory = memory, .storage = **store, .retriever = retriever,
+                                                .events = &events})
+                  .ok());
   auto session = server.NewSession(Principal{});
   RecordingChannel channel;
 

@@ -6,7 +6,9 @@
 #include <string>
 #include <utility>
 
+#include "common/ids.h"
 #include "common/strings.h"
+#include "learning/learning.h"
 #include "model/episode_json.h"
 #include "model/json_reader.h"
 #include "mcp/tools/builtin_tools.h"
@@ -172,6 +174,21 @@ Json CreateEpisodeInput() {
 
 // ---- add_episode_step --------------------------------------------------------------
 
+// A pattern the caller may name as applied: it exists and belongs to a domain the caller
+// may see (another domain's pattern reads as unknown).
+Status CheckAppliedPattern(StorageBackend& storage, const std::string& pattern_id, const Principal& principal) {
+  const std::string unknown = "arguments.applied_pattern_id: no pattern " + Ellipsize(pattern_id, 64) +
+                              " (use a pattern_id that recommend_patterns or search_patterns returned)";
+  if (!IsUuid(pattern_id)) return InvalidArgumentError(unknown);
+  Result<Pattern> pattern = storage.GetPattern(pattern_id);
+  if (!pattern.ok()) {
+    if (pattern.status().code() == StatusCode::kNotFound) return NotFoundError(unknown);
+    return pattern.status();
+  }
+  if (!principal.MayAccessDomain(pattern->context.domain)) return NotFoundError(unknown);
+  return OkStatus();
+}
+
 Result<ToolResult> AddEpisodeStep(Memory& memory, const Json& args, CallContext& ctx) {
   ENGRAM_ASSIGN_OR_RETURN(std::string id, ReadEpisodeId(args));
   NewStep step;
@@ -210,10 +227,15 @@ Result<ToolResult> AddEpisodeStep(Memory& memory, const Json& args, CallContext&
   r.OptionalInt("latency_ms", &step.latency_ms, 0);
   std::optional<int64_t> number;
   r.OptionalInt("step_number", &number, 1, static_cast<int64_t>(kMaxStepsPerEpisode));
+  std::optional<std::string> applied;
+  r.OptionalString("applied_pattern_id", &applied, 64);
   ENGRAM_RETURN_IF_ERROR(r.status());
   if (number) step.step_number = static_cast<int>(*number);
 
   ENGRAM_RETURN_IF_ERROR(CheckVisible(memory, id, ctx.principal()));
+  // The pattern is checked before the step is stored, so a wrong id stores nothing and
+  // the model can simply call again with the right one.
+  if (applied) ENGRAM_RETURN_IF_ERROR(CheckAppliedPattern(memory.storage(), *applied, ctx.principal()));
   Result<int> added = memory.AddStep(id, std::move(step));
   if (!added.ok()) {
     const Status& s = added.status();
@@ -233,7 +255,17 @@ Result<ToolResult> AddEpisodeStep(Memory& memory, const Json& args, CallContext&
         return s;
     }
   }
-  return ToolResult{Json{{"episode_id", id}, {"step_number", *added}}};
+  Json out = {{"episode_id", id}, {"step_number", *added}};
+  if (applied) {
+    Status recorded = RecordApplied(memory.storage(), memory.clock(), id, *applied);
+    if (!recorded.ok()) {
+      // The step is stored: say so, so the model does not add it a second time.
+      return Status(recorded.code(), "step " + std::to_string(*added) + " was stored, but recording " +
+                                         "arguments.applied_pattern_id failed: " + std::string(recorded.message()));
+    }
+    out["applied_pattern_id"] = *applied;
+  }
+  return ToolResult{std::move(out)};
 }
 
 Json AddEpisodeStepInput() {
@@ -261,7 +293,15 @@ Json AddEpisodeStepInput() {
          {{"type", "integer"},
           {"minimum", 1},
           {"maximum", kMaxStepsPerEpisode},
-          {"description", "1-based position; leave it out to append after the last step."}}}}},
+          {"description", "1-based position; leave it out to append after the last step."}}},
+        {"applied_pattern_id",
+         {{"type", "string"},
+          {"minLength", 36},
+          {"maxLength", 36},
+          {"description",
+           "If this step follows a learned pattern (a pattern_id from recommend_patterns or search_patterns), its "
+           "id: when the episode completes, the pattern is credited with the outcome, so engram learns which "
+           "patterns help."}}}}},
       {"required", {"episode_id", "tool", "action"}}};
 }
 
@@ -464,7 +504,9 @@ Status RegisterEpisodeTools(McpServer& server, Memory& memory) {
           Json{{"type", "object"},
                {"properties",
                 {{"episode_id", {{"type", "string"}}},
-                 {"step_number", {{"type", "integer"}, {"description", "The number the step was stored under"}}}}},
+                 {"step_number", {{"type", "integer"}, {"description", "The number the step was stored under"}}},
+                 {"applied_pattern_id",
+                  {{"type", "string"}, {"description", "Present when the applied pattern was recorded"}}}}},
                {"required", {"episode_id", "step_number"}}},
       .annotations = {.read_only = false, .destructive = false, .idempotent = false, .open_world = false},
       .tier = ToolTier::kBeginner,

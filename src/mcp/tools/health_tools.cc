@@ -1,12 +1,15 @@
-// health_check and get_metrics (DESIGN §7, §9). Every number is measured; subsystems
-// that do not exist yet (pattern learning, the cache layer) report zeros and say so.
+// health_check and get_metrics (DESIGN §7, §9). Every number is measured; a subsystem
+// that is not configured (the cache layer, embeddings) says so.
 #include <memory>
 #include <string>
 #include <utility>
 
 #include "core/event_bus.h"
 #include "mcp/tools/builtin_tools.h"
+#include "engram/embedding.h"
 #include "engram/lmdb_cache.h"
+#include "learning/learning.h"
+#include "retrieval/retriever.h"
 
 namespace engram::mcp {
 namespace {
@@ -31,7 +34,35 @@ Json CollectMetrics(McpServer& server, HealthSources& sources) {
     // Unknown is not zero: leave the counts out and say why.
     out["storage_error"] = std::string(stats.status().message());
   }
-  out["patterns"] = 0;
+  if (stats.ok()) {
+    out["patterns"] = stats->patterns;
+    out["heuristics"] = stats->heuristics;
+  } else {
+    out["patterns"] = 0;
+  }
+  if (sources.retriever != nullptr) {
+    RetrievalMetrics r = sources.retriever->Metrics();
+    out["retrieval"] = {{"queries", r.queries},     {"cache_hits", r.cache_hits}, {"cache_misses", r.cache_misses},
+                        {"degraded", r.degraded},   {"indexed", r.indexed},       {"index_failures", r.index_failures}};
+  }
+  if (sources.processor != nullptr) {
+    ProcessorStats p = sources.processor->Stats();
+    out["learning"] = {{"queue_depth", p.queue_depth},         {"in_flight", p.in_flight},
+                       {"extracted", p.extracted},             {"deferred", p.deferred},
+                       {"failures", p.failures},               {"patterns_created", p.patterns_created},
+                       {"patterns_merged", p.patterns_merged}, {"heuristics_written", p.heuristics_written},
+                       {"attributions_credited", p.attributions_credited}};
+  }
+  if (sources.provider != nullptr) {
+    EmbeddingHealth h = sources.provider->Health();
+    out["embedding"] = {{"provider", sources.embedding_provider},
+                        {"available", h.available},
+                        {"breaker", std::string(BreakerStateName(h.breaker))},
+                        {"requests", h.requests},
+                        {"failures", h.failures},
+                        {"cache_hits", h.cache_hits},
+                        {"cache_misses", h.cache_misses}};
+  }
   if (const LmdbCache* cache = AsLmdbCache(sources.storage)) {
     LmdbCacheMetrics c = cache->Metrics();
     out["cache"] = {{"enabled", true},       {"hits", c.hits},         {"misses", c.misses},
@@ -57,8 +88,7 @@ Json CollectMetrics(McpServer& server, HealthSources& sources) {
   events["queued"] = es.queued;
   if (sources.event_queue_capacity > 0) events["capacity"] = sources.event_queue_capacity;
   out["events"] = std::move(events);
-  out["notes"] = Json::array({"patterns: 0 because the learning pipeline is not built yet",
-                              "cache: counts of this server process (enabled: false when no cache layer is configured)",
+  out["notes"] = Json::array({"cache: counts of this server process (enabled: false when no cache layer is configured)",
                               "latency_ms: over the most recent tool calls of this server process"});
   return out;
 }
@@ -153,8 +183,25 @@ Result<ToolResult> HealthCheck(McpServer& server, HealthSources& sources, const 
   }
   if (sources.embedding_provider.empty() || sources.embedding_provider == "none") {
     add("embeddings", true, "none configured; retrieval is lexical");
+  } else if (sources.provider != nullptr) {
+    EmbeddingHealth h = sources.provider->Health();
+    std::string detail = "provider " + sources.embedding_provider + ", circuit breaker " +
+                         std::string(BreakerStateName(h.breaker));
+    if (!h.available) detail += "; unavailable, retrieval falls back to lexical ranking";
+    if (!h.last_error.empty()) detail += "; last error: " + h.last_error;
+    add("embeddings", h.available, std::move(detail));
   } else {
     add("embeddings", true, "provider " + sources.embedding_provider);
+  }
+
+  if (sources.processor != nullptr) {
+    ProcessorStats p = sources.processor->Stats();
+    std::string detail = std::to_string(p.extracted) + " episodes extracted, " + std::to_string(p.queue_depth) +
+                         " queued, " + std::to_string(p.failures) + " failures";
+    if (!p.last_error.empty()) detail += "; last error: " + p.last_error;
+    add("learning", p.failures == 0 || p.last_error.empty(), std::move(detail));
+  } else {
+    add("learning", true, "learning.enabled is false: no patterns are extracted");
   }
 
   Json out = {{"healthy", healthy}, {"checks", std::move(checks)}};

@@ -1,4 +1,4 @@
-// The `recall` prompt: the past episodes most relevant to a task (core/retrieval.h),
+// The `recall` prompt: the past episodes most relevant to a task (retrieval/retriever.h),
 // written out as one user message a model can read before it starts: what each task
 // was, how it ended, the steps it took and the lessons drawn from it.
 //
@@ -15,7 +15,7 @@
 
 #include "common/strings.h"
 #include "common/time_format.h"
-#include "core/retrieval.h"
+#include "retrieval/retriever.h"
 #include "mcp/tools/builtin_tools.h"
 
 namespace engram::mcp {
@@ -144,7 +144,7 @@ std::string RecallText(const std::string& task, const std::optional<std::string>
   return text;
 }
 
-Result<Json> GetRecall(Memory& memory, const Json& args, const Principal& principal) {
+Result<Json> GetRecall(Retriever& retriever, const Json& args, const Principal& principal) {
   auto text_arg = [&](const char* name) -> std::optional<std::string> {
     auto it = args.find(name);
     if (it == args.end() || !it->is_string()) return std::nullopt;
@@ -162,8 +162,8 @@ Result<Json> GetRecall(Memory& memory, const Json& args, const Principal& princi
   q.domain = text_arg("domain");
   q.limit = kRecallEpisodes;
   q.allowed_domains = principal.allowed_domains;
-  // Memory does not lend its clock; recency only needs the wall clock.
-  ENGRAM_ASSIGN_OR_RETURN(std::vector<ScoredEpisode> hits, RetrieveEpisodes(memory.storage(), q, memory.clock()));
+  ENGRAM_ASSIGN_OR_RETURN(RetrievalResult result, retriever.Retrieve(q));
+  const std::vector<ScoredEpisode>& hits = result.episodes;
   std::string description = hits.empty() ? "engram has no past episodes relevant to this task"
                                          : "The " + std::to_string(hits.size()) +
                                                " past episodes most relevant to this task, as quoted recalled data";
@@ -190,8 +190,9 @@ std::vector<std::string> CompleteDomain(Memory& memory, const std::string& prefi
 
 }  // namespace
 
-Status AddRecallPrompt(McpServer& server, Memory& memory) {
+Status AddRecallPrompt(McpServer& server, Memory& memory, Retriever& retriever) {
   Memory* m = &memory;
+  Retriever* r = &retriever;
   return server.AddPrompt(PromptDefinition{
       .name = "recall",
       .title = "Recall past work on a task",
@@ -202,7 +203,7 @@ Status AddRecallPrompt(McpServer& server, Memory& memory) {
                     {.name = "domain",
                      .description = "Your project or area; its episodes rank higher.",
                      .required = false}},
-      .get = [m](const Json& args, const Principal& principal) { return GetRecall(*m, args, principal); },
+      .get = [r](const Json& args, const Principal& principal) { return GetRecall(*r, args, principal); },
       .complete = [m](const std::string& argument, const std::string& prefix) -> std::vector<std::string> {
         if (argument != "domain") return {};
         return CompleteDomain(*m, prefix);

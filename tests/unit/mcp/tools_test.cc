@@ -12,6 +12,8 @@
 #include <gtest/gtest.h>
 
 #include "common/fake_clock.h"
+#include "learning/learning.h"
+#include "retrieval/retriever.h"
 #include "common/mutex.h"
 #include "core/event_bus.h"
 #include "engram/memory.h"
@@ -57,19 +59,20 @@ class ToolsTest : public ::testing::Test {
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = *std::move(store);
     memory_ = std::make_unique<Memory>(*store_, clock_, &bus_);
+    retriever_ = std::make_unique<Retriever>(*store_, clock_, nullptr, nullptr, RankingOptions{});
     MakeServer(ServerOptions{});
   }
 
   void MakeServer(ServerOptions options) {
     server_ = std::make_unique<McpServer>(std::move(options));
     ASSERT_TRUE(RegisterEpisodeTools(*server_, *memory_).ok());
-    ASSERT_TRUE(RegisterQueryTools(*server_, *memory_).ok());
+    ASSERT_TRUE(RegisterQueryTools(*server_, *retriever_, *memory_, LearningOptions{}).ok());
     Status health = RegisterHealthTools(
         *server_, HealthSources{.storage = *store_, .events = &bus_, .embedding_provider = "none",
                                 .event_queue_capacity = 10'000});
     ASSERT_TRUE(health.ok()) << health.ToString();
     AddMemoryResources(*server_, *memory_);
-    ASSERT_TRUE(AddRecallPrompt(*server_, *memory_).ok());
+    ASSERT_TRUE(AddRecallPrompt(*server_, *memory_, *retriever_).ok());
   }
 
   std::shared_ptr<McpSession> Connect(Principal principal = {}) {
@@ -155,6 +158,7 @@ class ToolsTest : public ::testing::Test {
   EventBus bus_;
   std::unique_ptr<StorageBackend> store_;
   std::unique_ptr<Memory> memory_;
+  std::unique_ptr<Retriever> retriever_;
   std::unique_ptr<McpServer> server_;
   RecordingChannel channel_;
   int next_id_ = 100;
@@ -434,7 +438,7 @@ TEST_F(ToolsTest, HealthCheckRunsRealChecks) {
     EXPECT_EQ(c["healthy"], true) << c.dump();
     EXPECT_FALSE(c["detail"].get<std::string>().empty());
   }
-  EXPECT_EQ(names, (std::set<std::string>{"storage", "store_stats", "event_bus", "cache", "embeddings"}));
+  EXPECT_EQ(names, (std::set<std::string>{"storage", "store_stats", "event_bus", "cache", "embeddings", "learning"}));
   EXPECT_FALSE(out.contains("metrics"));
   EXPECT_THAT(out.dump(), AllOf(HasSubstr("1 episodes (1 completed), 3 steps"), HasSubstr("retrieval is lexical"),
                                 HasSubstr("no cache layer configured"), HasSubstr("of 10000")));
