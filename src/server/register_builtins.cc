@@ -8,7 +8,7 @@
 namespace engram::server {
 
 Status RegisterBuiltins(mcp::McpServer& server, const Builtins& b) {
-  ENGRAM_RETURN_IF_ERROR(mcp::RegisterQueryTools(server, b.retriever, b.memory, b.learning));
+  ENGRAM_RETURN_IF_ERROR(mcp::RegisterQueryTools(server, b.retriever, b.memory, b.learning, b.catalog));
   ENGRAM_RETURN_IF_ERROR(mcp::RegisterEpisodeTools(server, b.memory));
   mcp::HealthSources health{.storage = b.storage,
                             .events = b.events,
@@ -18,7 +18,7 @@ Status RegisterBuiltins(mcp::McpServer& server, const Builtins& b) {
                             .processor = b.processor};
   health.event_queue_capacity = b.event_queue_capacity;
   ENGRAM_RETURN_IF_ERROR(mcp::RegisterHealthTools(server, health));
-  ENGRAM_RETURN_IF_ERROR(mcp::RegisterPatternTools(server, b.storage, b.memory.clock(), b.learning));
+  ENGRAM_RETURN_IF_ERROR(mcp::RegisterPatternTools(server, b.storage, b.memory.clock(), b.learning, b.catalog));
   mcp::AddMemoryResources(server, b.memory);
   ENGRAM_RETURN_IF_ERROR(mcp::AddRecallPrompt(server, b.memory, b.retriever));
   if (b.conformance_fixtures) ENGRAM_RETURN_IF_ERROR(mcp::RegisterConformanceFixtures(server));

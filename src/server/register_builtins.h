@@ -34,6 +34,7 @@ struct Builtins {
   // patterns of query_memory use these thresholds.
   LearningOptions learning{};
   PatternProcessor* processor = nullptr;  // may be null (learning.enabled = false): health shows it
+  PatternCatalog* catalog = nullptr;      // patterns in memory for the read side; may be null
   size_t event_queue_capacity = 0;
   bool conformance_fixtures = false;
   // execute_code: limits from sandbox.* (SandboxToolOptionsFromConfig); enabled by default.

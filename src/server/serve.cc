@@ -76,6 +76,7 @@ Status Serve(const Config& config, const ServeOptions& options) {
   // crash left pending is swept at start.
   const LearningOptions learning = LearningOptionsFromConfig(config);
   std::unique_ptr<PatternProcessor> processor;
+  PatternCatalog catalog(*store);
   if (config.learning.enabled) {
     processor = std::make_unique<PatternProcessor>(*store, SystemClock(), &events, learning);
     ENGRAM_RETURN_IF_ERROR(RegisterBuiltinExtractors(processor->extractors()));
@@ -96,6 +97,7 @@ Status Serve(const Config& config, const ServeOptions& options) {
                                                    .embedding_provider = retrieval->ProviderName(),
                                                    .learning = learning,
                                                    .processor = processor.get(),
+                                                   .catalog = &catalog,
                                                    .event_queue_capacity = kEventQueueCapacity,
                                                    .conformance_fixtures = options.conformance_fixtures,
                                                    .sandbox = sandbox::SandboxToolOptionsFromConfig(config)}));

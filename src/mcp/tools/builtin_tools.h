@@ -31,6 +31,7 @@ class Retriever;
 class EmbeddingProvider;
 struct LearningOptions;
 class PatternProcessor;
+class PatternCatalog;
 }  // namespace engram
 
 namespace engram::mcp {
@@ -45,7 +46,8 @@ Status RegisterEpisodeTools(McpServer& server, Memory& memory);
 // Errors: kAlreadyExists if it is already registered.
 // Patterns come from the learning pipeline's SearchPatterns with `learning`'s thresholds;
 // with an `episode_id` argument the patterns shown are recorded as shown to that episode.
-Status RegisterQueryTools(McpServer& server, Retriever& retriever, Memory& memory, const LearningOptions& learning);
+Status RegisterQueryTools(McpServer& server, Retriever& retriever, Memory& memory, const LearningOptions& learning,
+                          PatternCatalog* catalog = nullptr);
 
 // What health_check and get_metrics look at. Everything borrowed must outlive the server.
 struct HealthSources {
@@ -71,7 +73,10 @@ Status RegisterHealthTools(McpServer& server, HealthSources sources);
 // its outcome later credits them. A caller whose API key is limited to some domains sees
 // only the patterns (and heuristics) learned in those domains.
 // Errors: kInvalidArgument (bad options); kAlreadyExists if one of them is already registered.
-Status RegisterPatternTools(McpServer& server, StorageBackend& storage, Clock& clock, const LearningOptions& options);
+// `catalog` (may be null: read the store each call) keeps the patterns in memory for a
+// long-running server.
+Status RegisterPatternTools(McpServer& server, StorageBackend& storage, Clock& clock, const LearningOptions& options,
+                            PatternCatalog* catalog = nullptr);
 
 // Resources: engram://episodes/{episode_id} and engram://patterns/{pattern_id}, both
 // listed newest first and read as JSON (patterns limited to the caller's domains).

@@ -147,19 +147,24 @@ class DomainScopedStore final : public StorageBackend {
 // the call's thread.
 class PatternSource {
  public:
-  PatternSource(StorageBackend& storage, const Principal& principal) {
+  // `catalog` (may be null) serves unrestricted callers; a domain-limited view reads the
+  // store, so it never sees another domain's patterns.
+  PatternSource(StorageBackend& storage, const Principal& principal, PatternCatalog* catalog) {
     if (principal.allowed_domains.empty()) {
       store_ = &storage;
+      catalog_ = catalog;
     } else {
       scoped_ = std::make_unique<DomainScopedStore>(storage, principal);
       store_ = scoped_.get();
     }
   }
   StorageBackend& store() { return *store_; }
+  PatternCatalog* catalog() { return catalog_; }
 
  private:
   std::unique_ptr<DomainScopedStore> scoped_;
   StorageBackend* store_ = nullptr;
+  PatternCatalog* catalog_ = nullptr;
 };
 
 // The engine names the field first ("query: has no search words"); the model needs the
@@ -272,7 +277,7 @@ Json PatternItemSchema(bool with_score, bool with_why) {
 
 // ---- search_patterns -------------------------------------------------------------------
 
-Result<ToolResult> SearchPatternsTool(StorageBackend& storage, Clock& clock, const LearningOptions& options,
+Result<ToolResult> SearchPatternsTool(StorageBackend& storage, Clock& clock, const LearningOptions& options, PatternCatalog* catalog,
                                       const Json& args, CallContext& ctx) {
   JsonReader r(args, kArgs);
   SearchRequest request;
@@ -285,8 +290,8 @@ Result<ToolResult> SearchPatternsTool(StorageBackend& storage, Clock& clock, con
   ENGRAM_RETURN_IF_ERROR(CheckDomain(ctx.principal(), request.domain));
   request.limit = static_cast<size_t>(limit.value_or(kDefaultSearchLimit));
 
-  PatternSource source(storage, ctx.principal());
-  Result<std::vector<ScoredPattern>> found = SearchPatterns(source.store(), clock, request, options);
+  PatternSource source(storage, ctx.principal(), catalog);
+  Result<std::vector<ScoredPattern>> found = SearchPatterns(source.store(), clock, request, options, source.catalog());
   if (!found.ok()) return ArgumentError(found.status());
   Json patterns = Json::array();
   for (const ScoredPattern& s : *found) {
@@ -353,7 +358,7 @@ Status CheckAttributionEpisode(StorageBackend& storage, const std::string& id, c
   return OkStatus();
 }
 
-Result<ToolResult> RecommendPatternsTool(StorageBackend& storage, Clock& clock, const LearningOptions& options,
+Result<ToolResult> RecommendPatternsTool(StorageBackend& storage, Clock& clock, const LearningOptions& options, PatternCatalog* catalog,
                                          const Json& args, CallContext& ctx) {
   JsonReader r(args, kArgs);
   TaskArgs task;
@@ -373,8 +378,8 @@ Result<ToolResult> RecommendPatternsTool(StorageBackend& storage, Clock& clock, 
   request.framework = std::move(task.framework);
   request.limit = static_cast<size_t>(limit.value_or(static_cast<int64_t>(kDefaultRecommendLimit)));
   // The attribution is recorded here, on the real store, for exactly what is returned.
-  PatternSource source(storage, ctx.principal());
-  Result<std::vector<Recommendation>> recs = RecommendPatterns(source.store(), clock, request, options);
+  PatternSource source(storage, ctx.principal(), catalog);
+  Result<std::vector<Recommendation>> recs = RecommendPatterns(source.store(), clock, request, options, source.catalog());
   if (!recs.ok()) return ArgumentError(recs.status());
 
   Json items = Json::array();
@@ -427,7 +432,7 @@ Json RecommendPatternsOutput() {
 
 // ---- recommend_playbook ----------------------------------------------------------------
 
-Result<ToolResult> RecommendPlaybookTool(StorageBackend& storage, Clock& clock, const LearningOptions& options,
+Result<ToolResult> RecommendPlaybookTool(StorageBackend& storage, Clock& clock, const LearningOptions& options, PatternCatalog* catalog,
                                          const Json& args, CallContext& ctx) {
   JsonReader r(args, kArgs);
   TaskArgs task;
@@ -443,8 +448,8 @@ Result<ToolResult> RecommendPlaybookTool(StorageBackend& storage, Clock& clock, 
   request.language = std::move(task.language);
   request.framework = std::move(task.framework);
   request.max_steps = static_cast<size_t>(max_steps.value_or(static_cast<int64_t>(kDefaultPlaybookSteps)));
-  PatternSource source(storage, ctx.principal());
-  Result<Playbook> book = RecommendPlaybook(source.store(), clock, request, options);
+  PatternSource source(storage, ctx.principal(), catalog);
+  Result<Playbook> book = RecommendPlaybook(source.store(), clock, request, options, source.catalog());
   if (!book.ok()) return ArgumentError(book.status());
 
   Json steps = Json::array();
@@ -515,7 +520,7 @@ Result<ToolResult> AnalyzePatternsTool(StorageBackend& storage, const Json& args
   request.min_success_rate = min_rate.value_or(0);
   request.top = static_cast<size_t>(top.value_or(static_cast<int64_t>(kDefaultAnalyzeTop)));
 
-  PatternSource source(storage, ctx.principal());
+  PatternSource source(storage, ctx.principal(), nullptr);
   Result<PatternAnalysis> analysis = AnalyzePatterns(source.store(), request);
   if (!analysis.ok()) return ArgumentError(analysis.status());
 
@@ -601,7 +606,8 @@ Json AnalyzePatternsOutput() {
 
 }  // namespace
 
-Status RegisterPatternTools(McpServer& server, StorageBackend& storage, Clock& clock, const LearningOptions& options) {
+Status RegisterPatternTools(McpServer& server, StorageBackend& storage, Clock& clock, const LearningOptions& options,
+                            PatternCatalog* catalog) {
   ENGRAM_RETURN_IF_ERROR(ValidateLearningOptions(options));
   StorageBackend* s = &storage;
   Clock* c = &clock;
@@ -622,8 +628,8 @@ Status RegisterPatternTools(McpServer& server, StorageBackend& storage, Clock& c
       .output_schema = SearchPatternsOutput(),
       .annotations = {.read_only = true, .destructive = false, .idempotent = true, .open_world = false},
       .tier = ToolTier::kAdvanced,
-      .handler = [s, c, opts](const Json& args, CallContext& ctx) {
-        return SearchPatternsTool(*s, *c, *opts, args, ctx);
+      .handler = [s, c, opts, catalog](const Json& args, CallContext& ctx) {
+        return SearchPatternsTool(*s, *c, *opts, catalog, args, ctx);
       },
   }));
 
@@ -641,8 +647,8 @@ Status RegisterPatternTools(McpServer& server, StorageBackend& storage, Clock& c
       // With episode_id it records attributions: not read-only, and a second call records again.
       .annotations = {.read_only = false, .destructive = false, .idempotent = false, .open_world = false},
       .tier = ToolTier::kAdvanced,
-      .handler = [s, c, opts](const Json& args, CallContext& ctx) {
-        return RecommendPatternsTool(*s, *c, *opts, args, ctx);
+      .handler = [s, c, opts, catalog](const Json& args, CallContext& ctx) {
+        return RecommendPatternsTool(*s, *c, *opts, catalog, args, ctx);
       },
   }));
 
@@ -659,8 +665,8 @@ Status RegisterPatternTools(McpServer& server, StorageBackend& storage, Clock& c
       .output_schema = RecommendPlaybookOutput(),
       .annotations = {.read_only = true, .destructive = false, .idempotent = true, .open_world = false},
       .tier = ToolTier::kAdvanced,
-      .handler = [s, c, opts](const Json& args, CallContext& ctx) {
-        return RecommendPlaybookTool(*s, *c, *opts, args, ctx);
+      .handler = [s, c, opts, catalog](const Json& args, CallContext& ctx) {
+        return RecommendPlaybookTool(*s, *c, *opts, catalog, args, ctx);
       },
   }));
 

@@ -154,8 +154,8 @@ bool MayAccess(const Principal& p, std::string_view domain) {
          std::find(p.allowed_domains.begin(), p.allowed_domains.end(), domain) != p.allowed_domains.end();
 }
 
-Result<ToolResult> QueryMemory(Retriever& retriever, Memory& memory, const LearningOptions& learning, const Json& args,
-                               CallContext& ctx) {
+Result<ToolResult> QueryMemory(Retriever& retriever, Memory& memory, const LearningOptions& learning,
+                               PatternCatalog* catalog, const Json& args, CallContext& ctx) {
   std::optional<std::string> episode_id;
   RetrievalQuery q;
   JsonReader r(args, "arguments");
@@ -233,7 +233,7 @@ Result<ToolResult> QueryMemory(Retriever& retriever, Memory& memory, const Learn
   search.query = std::string(CutQuery(q.text));
   search.domain = q.domain;
   search.limit = kQueryPatterns;
-  Result<std::vector<ScoredPattern>> found = SearchPatterns(memory.storage(), memory.clock(), search, learning);
+  Result<std::vector<ScoredPattern>> found = SearchPatterns(memory.storage(), memory.clock(), search, learning, catalog);
   if (!found.ok() && found.status().code() != StatusCode::kInvalidArgument) return found.status();
   if (found.ok()) {
     for (const ScoredPattern& sp : *found) {
@@ -263,7 +263,8 @@ Result<ToolResult> QueryMemory(Retriever& retriever, Memory& memory, const Learn
 
 }  // namespace
 
-Status RegisterQueryTools(McpServer& server, Retriever& retriever, Memory& memory, const LearningOptions& learning) {
+Status RegisterQueryTools(McpServer& server, Retriever& retriever, Memory& memory, const LearningOptions& learning,
+                          PatternCatalog* catalog) {
   Retriever* m = &retriever;
   Memory* mem = &memory;
   return server.tools().Add(ToolDefinition{
@@ -279,8 +280,8 @@ Status RegisterQueryTools(McpServer& server, Retriever& retriever, Memory& memor
       .output_schema = QueryMemoryOutput(),
       .annotations = {.read_only = true, .destructive = false, .idempotent = true, .open_world = false},
       .tier = ToolTier::kBeginner,
-      .handler = [m, mem, learning](const Json& args, CallContext& ctx) {
-        return QueryMemory(*m, *mem, learning, args, ctx);
+      .handler = [m, mem, learning, catalog](const Json& args, CallContext& ctx) {
+        return QueryMemory(*m, *mem, learning, catalog, args, ctx);
       },
   });
 }

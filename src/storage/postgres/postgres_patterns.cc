@@ -400,6 +400,14 @@ Status PostgresBackend::RecordAttributions(std::span<const Attribution> attribut
 
 Result<std::vector<std::string>> PostgresBackend::CreditAttributions(std::string_view episode_id, bool success) {
   std::vector<std::string> credited;
+  // Most episodes were shown nothing: a read answers them without a write transaction.
+  bool any = false;
+  ENGRAM_RETURN_IF_ERROR(RunTransaction(*pool_, TxMode::kSnapshot, [&](Connection& conn) -> Status {
+    ENGRAM_ASSIGN_OR_RETURN(PgResult pending, conn.Query(kAttributedPatternsSql, Params().Text(episode_id)));
+    any = pending.rows() > 0;
+    return OkStatus();
+  }));
+  if (!any) return credited;
   ENGRAM_RETURN_IF_ERROR(RunWrite([&](Connection& conn) -> Status {
     credited.clear();
     ENGRAM_ASSIGN_OR_RETURN(PgResult pending, conn.Query(kAttributedPatternsSql, Params().Text(episode_id)));

@@ -370,6 +370,16 @@ Status SqliteBackend::RecordAttributions(std::span<const Attribution> attributio
 Result<std::vector<std::string>> SqliteBackend::CreditAttributions(std::string_view episode_id, bool success) {
   ENGRAM_RETURN_IF_ERROR(RequireSchema(3, "attributions"));
   std::vector<std::string> credited;
+  // Most episodes were shown nothing: a read answers them without a write transaction
+  // (and its commit) for every extracted episode.
+  bool any = false;
+  ENGRAM_RETURN_IF_ERROR(Read([&](Connection& conn) -> Status {
+    ENGRAM_ASSIGN_OR_RETURN(Statement stmt, conn.Prepare(kUncreditedSql));
+    stmt.BindText(1, episode_id);
+    ENGRAM_ASSIGN_OR_RETURN(any, stmt.Step());
+    return OkStatus();
+  }));
+  if (!any) return credited;
   ENGRAM_RETURN_IF_ERROR(Write([&](Connection& conn) -> Status {
     credited.clear();  // a retried transaction starts over
     std::vector<std::string> pending;
