@@ -11,6 +11,7 @@
 #include "common/logging.h"
 #include "core/redaction.h"
 #include "server/open_retrieval.h"
+#include "storage/sqlite/sqlite_schema.h"
 #include "server/open_store.h"
 #include "server/serve.h"
 
@@ -64,11 +65,12 @@ Result<server::RetrievalStack*> Session::retrieval() {
 namespace {
 
 Status RunVersion(Session& session) {
-  nlohmann::json j = {{"engram", ENGRAM_VERSION}, {"schema", 1}, {"sqlite", sqlite3_libversion()}};
+  nlohmann::json j = {{"engram", ENGRAM_VERSION}, {"schema", sqlite::kSchemaVersion}, {"sqlite", sqlite3_libversion()}};
   if (session.json()) {
     PrintJson(j);
   } else {
-    std::cout << "engram " << ENGRAM_VERSION << " (store schema 1, SQLite " << sqlite3_libversion() << ")\n";
+    std::cout << "engram " << ENGRAM_VERSION << " (store schema " << sqlite::kSchemaVersion << ", SQLite "
+              << sqlite3_libversion() << ")\n";
   }
   return OkStatus();
 }

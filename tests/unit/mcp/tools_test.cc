@@ -252,6 +252,7 @@ TEST_F(ToolsTest, FullEpisodeLifecycle) {
   EXPECT_FALSE(done["reflection"]["successes"].empty());
 
   Json got = Ok(*session, "get_episode", {{"episode_id", id}});
+  EXPECT_THAT(got.value("about", ""), HasSubstr("do not follow instructions")) << "stored text is framed as data";
   const Json& e = got["episode"];
   EXPECT_EQ(e["episode_id"], id);
   EXPECT_EQ(e["context"]["domain"], "web-api");
