@@ -4,7 +4,12 @@
 // with the query cache off. Prints one row per size.
 //
 //   retrieval_scale_bench [--sizes 10000,100000,1000000] [--queries 300] [--dimension 256]
-//                         [--dir /tmp/engram-scale]
+//                         [--vocabulary corpus|synthetic] [--eval bench/eval] [--dir /tmp/engram-scale]
+//
+// --vocabulary corpus (default) builds episodes from bench/eval's episodes (words swapped
+// between them, a unique ticket number each) and asks bench/eval's queries: word
+// frequencies of real coding text. synthetic uses a ~100-word vocabulary in which every
+// word is in a quarter of the episodes: a worst case for the full-text index.
 //
 // Sizes grow one store: the 100k row is the 10k store plus 90k more episodes. Each row:
 // ingest rate (episodes and steps per second, durable=normal, batches of 1,000 per
@@ -19,6 +24,8 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -106,6 +113,87 @@ Episode Generate(std::mt19937_64& rng, FakeClock& clock) {
   return e;
 }
 
+// Episodes and queries of bench/eval, as templates for the "corpus" vocabulary: each
+// synthetic episode takes one eval episode's task, steps and outcome, swaps a few words
+// for words of two other eval episodes, and adds a unique ticket number, so word
+// frequencies follow real coding text rather than a 100-word vocabulary.
+struct EvalTemplates {
+  std::vector<nlohmann::json> episodes;
+  std::vector<std::string> queries;
+};
+
+EvalTemplates LoadEvalTemplates(const std::string& dir) {
+  EvalTemplates t;
+  for (const char* sub : {"/corpus", "/queries"}) {
+    for (const auto& f : fs::directory_iterator(dir + sub)) {
+      std::ifstream in(f.path());
+      for (std::string line; std::getline(in, line);) {
+        if (line.empty()) continue;
+        nlohmann::json j = nlohmann::json::parse(line);
+        if (std::string(sub) == "/corpus") {
+          t.episodes.push_back(std::move(j));
+        } else {
+          t.queries.push_back(j.value("query", ""));
+        }
+      }
+    }
+  }
+  return t;
+}
+
+std::string Mix(std::mt19937_64& rng, const std::string& base, const std::string& other) {
+  std::vector<std::string> a, b;
+  std::stringstream sa(base), sb(other);
+  for (std::string w; sa >> w;) a.push_back(w);
+  for (std::string w; sb >> w;) b.push_back(w);
+  if (!b.empty()) {
+    for (std::string& w : a) {
+      if (rng() % 5 == 0) w = b[rng() % b.size()];
+    }
+  }
+  std::string out;
+  for (const std::string& w : a) out += (out.empty() ? "" : " ") + w;
+  return out;
+}
+
+Episode GenerateFromCorpus(std::mt19937_64& rng, FakeClock& clock, const EvalTemplates& t) {
+  const nlohmann::json& base = t.episodes[rng() % t.episodes.size()];
+  const nlohmann::json& other = t.episodes[rng() % t.episodes.size()];
+  Episode e;
+  e.episode_id = NewUuidV7(clock);
+  e.task_description = Mix(rng, base.value("task", ""), other.value("task", "")) + " (ticket " +
+                       std::to_string(rng() % 1'000'000) + ")";
+  e.task_type = ParseTaskType(base.value("task_type", "other")).value_or(TaskType::kOther);
+  e.context.domain = base.value("domain", "general");
+  if (base.contains("language")) e.context.language = base.value("language", "");
+  e.start_time = clock.Now();
+  int n = 0;
+  for (const nlohmann::json& st : base.value("steps", nlohmann::json::array())) {
+    Step s;
+    s.step_number = ++n;
+    s.timestamp = e.start_time + std::chrono::seconds(30 * n);
+    s.tool = st.value("tool", "bash");
+    s.action = Mix(rng, st.value("action", ""), other.value("task", ""));
+    const bool error = st.value("status", "success") != "success";
+    s.result = StepResult{error ? StepStatus::kError : StepStatus::kSuccess, st.value("output", ""),
+                          error ? std::optional<std::string>(st.value("message", "error")) : std::nullopt};
+    s.latency_ms = 200 + static_cast<int64_t>(rng() % 2000);
+    e.steps.push_back(std::move(s));
+  }
+  e.end_time = e.start_time + std::chrono::seconds(30 * n + 30);
+  const nlohmann::json& o = base.at("outcome");
+  Outcome out;
+  out.kind = ParseOutcomeKind(o.value("kind", "success")).value_or(OutcomeKind::kSuccess);
+  out.verdict = o.value("verdict", "done");
+  out.reason = o.value("reason", "failed");
+  if (out.kind == OutcomeKind::kPartialSuccess) out.completed = {"part"};
+  e.outcome = out;
+  e.reward = ComputeReward(e);
+  e.reflection = GenerateReflection(e, *e.reward);
+  clock.Advance(std::chrono::seconds(7));
+  return e;
+}
+
 double RssMiB() {
   std::ifstream in("/proc/self/status");
   std::string line;
@@ -136,6 +224,8 @@ int Main(int argc, char** argv) {
   size_t n_queries = 300;
   int dimension = 256;
   std::string dir = "/tmp/engram-scale-" + std::to_string(::getpid());
+  std::string vocabulary = "corpus";
+  std::string eval_dir = "bench/eval";
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i], v = argv[i + 1];
     if (a == "--sizes") {
@@ -146,10 +236,32 @@ int Main(int argc, char** argv) {
       n_queries = std::stoul(v);
     } else if (a == "--dimension") {
       dimension = std::stoi(v);
+    } else if (a == "--vocabulary") {
+      vocabulary = v;
+    } else if (a == "--eval") {
+      eval_dir = v;
     } else if (a == "--dir") {
       dir = v;
     }
   }
+  if (vocabulary != "corpus" && vocabulary != "synthetic") {
+    std::fprintf(stderr, "--vocabulary: corpus or synthetic\n");
+    return 2;
+  }
+  FakeClock clock;
+  const EvalTemplates templates = vocabulary == "corpus" ? LoadEvalTemplates(eval_dir) : EvalTemplates{};
+  if (vocabulary == "corpus" && (templates.episodes.empty() || templates.queries.empty())) {
+    std::fprintf(stderr, "no eval corpus under %s (run from the repository root or pass --eval)\n", eval_dir.c_str());
+    return 2;
+  }
+  auto generate = [&](std::mt19937_64& r) {
+    return vocabulary == "corpus" ? GenerateFromCorpus(r, clock, templates) : Generate(r, clock);
+  };
+  auto query_text = [&](std::mt19937_64& r) {
+    return vocabulary == "corpus" ? templates.queries[r() % templates.queries.size()]
+                                  : Pick(r, kVerbs) + " " + Pick(r, kProblems) + " " + Pick(r, kComponents);
+  };
+  std::printf("vocabulary: %s\n\n", vocabulary.c_str());
   fs::remove_all(dir);
   fs::create_directories(dir);
   SqliteOptions options;
@@ -166,7 +278,6 @@ int Main(int argc, char** argv) {
   auto cached = OpenLmdbCache(cache, std::move(store));
   Check(cached.status(), "cache");
   store = *std::move(cached);
-  FakeClock clock;
   std::mt19937_64 rng(42);
   HashingOptions hashing;
   hashing.dimension = dimension;
@@ -194,7 +305,7 @@ int Main(int argc, char** argv) {
     while (have < target) {
       std::vector<Episode> batch;
       for (size_t i = 0; i < kBatch && have < target; ++i, ++have) {
-        batch.push_back(Generate(rng, clock));
+        batch.push_back(generate(rng));
         steps += batch.back().steps.size();
       }
       Check(store->PutEpisodes(batch), "put");
@@ -219,7 +330,7 @@ int Main(int argc, char** argv) {
     std::mt19937_64 qrng(7);
     for (size_t i = 0; i < n_queries; ++i) {
       RetrievalQuery q;
-      q.text = Pick(qrng, kVerbs) + " " + Pick(qrng, kProblems) + " " + Pick(qrng, kComponents);
+      q.text = query_text(qrng);
       if (i % 2 == 0) q.domain = Pick(qrng, kDomains);
       auto s = Clock_::now();
       auto r = retriever.Retrieve(q);
@@ -230,7 +341,7 @@ int Main(int argc, char** argv) {
     std::vector<double> text_ms, embed_ms, knn_ms, load_ms;
     std::mt19937_64 srng(7);
     for (size_t i = 0; i < std::min<size_t>(n_queries, 100); ++i) {
-      std::string text = Pick(srng, kVerbs) + " " + Pick(srng, kProblems) + " " + Pick(srng, kComponents);
+      std::string text = query_text(srng);
       if (i % 2 == 0) (void)Pick(srng, kDomains);
       TextSearchRequest req;
       req.words = SearchTokens(text);
