@@ -1,7 +1,8 @@
 // The scale-out store: one PostgreSQL database shared by every engram process on every
 // host of a team (DESIGN §6). Same contract, same error codes and the same conformance
-// suite as the embedded SQLite store; full-text search over a tsvector column with a GIN
-// index; a bounded pool of libpq connections.
+// suite as the embedded SQLite store; full-text search over a table of tsvectors (the
+// normalised words of model/search_text.h) with a GIN index, term counts kept by a
+// trigger; a bounded pool of libpq connections.
 //
 //   PostgresOptions options;
 //   options.conninfo = "postgresql://engram@db.internal/engram";   // or "host=... dbname=..."
@@ -44,8 +45,8 @@ struct PostgresOptions {
 };
 
 // Connects, checks the database is one engram can use (UTF8 encoding) and migrates its
-// schema to the current version inside one transaction, serialised with other openers
-// by an advisory lock.
+// schema to the current version one version at a time (v1 → v2 → v3), each step in its
+// own transaction, serialised with other openers by an advisory lock.
 // Errors: kInvalidArgument (malformed conninfo, pool_size 0); kUnavailable (cannot
 // connect: server down, refused, authentication failed; the message says which, without
 // the password); kFailedPrecondition (the schema holds foreign tables named like ours, a
