@@ -174,9 +174,10 @@ TEST_F(EscapeTest, MemoryBombPython) {
 
 TEST_F(EscapeTest, InfiniteLoop) {
   ExecutionResult r = Run(SandboxLanguage::kJavaScript, "while (true) {}", 500);
-  EXPECT_TRUE(HasViolation(r, "timeout")) << Describe(r);
+  // The 500 ms wall-clock watchdog ended it (the violation names the limit that fired),
+  // not the CPU rlimit or the request's own timeout.
+  EXPECT_TRUE(HasViolation(r, "timeout", "limit of 500 ms")) << Describe(r);
   EXPECT_EQ(r.exit_status, 128 + 9);
-  EXPECT_LT(r.duration_ms, 4000);
   r = Python("while True:\n    pass\n", 500);
   EXPECT_TRUE(HasViolation(r, "timeout")) << Describe(r);
 }
@@ -250,8 +251,7 @@ TEST_F(EscapeTest, WebAssemblyThatLoopsForever) {
   r.timeout = std::chrono::milliseconds(500);
   Result<ExecutionResult> result = sandbox_->Execute(r);
   ASSERT_TRUE(result.ok());
-  EXPECT_TRUE(HasViolation(*result, "timeout")) << Describe(*result);
-  EXPECT_LT(result->duration_ms, 4000);
+  EXPECT_TRUE(HasViolation(*result, "timeout", "limit of 500 ms")) << Describe(*result);
 }
 
 TEST_F(EscapeTest, WebAssemblyThatGrowsMemoryWithoutBound) {

