@@ -6,47 +6,16 @@
 #include <gtest/gtest.h>
 
 #include "common/fake_clock.h"
-#include "conformance/backend_factories.h"
+#include "conformance/conformance_fixture.h"
 #include "testing/episodes.h"
 #include "testing/temp_dir.h"
 
 namespace engram::testing {
 namespace {
 
-class BackendConformance : public ::testing::TestWithParam<BackendFactory> {
+class BackendConformance : public ConformanceTest {
  protected:
-  void SetUp() override {
-    if (GetParam().skip_reason) {
-      std::string why = GetParam().skip_reason();
-      if (!why.empty()) GTEST_SKIP() << why;
-    }
-    Reopen();
-  }
-
-  void Reopen() {
-    store_.reset();
-    auto r = GetParam().open(dir_.path());
-    ASSERT_TRUE(r.ok()) << r.status().ToString();
-    store_ = *std::move(r);
-  }
-
-  std::vector<Episode> ListAll(EpisodeFilter filter = {}) {
-    std::vector<Episode> out;
-    auto stream = store_->ListEpisodes(filter);
-    EXPECT_TRUE(stream.ok()) << stream.status().ToString();
-    if (!stream.ok()) return out;
-    for (;;) {
-      auto next = (*stream)->Next();
-      EXPECT_TRUE(next.ok()) << next.status().ToString();
-      if (!next.ok() || !next->has_value()) break;
-      out.push_back(**std::move(next));
-    }
-    return out;
-  }
-
-  TempDir dir_;
-  FakeClock clock_;
-  std::unique_ptr<StorageBackend> store_;
+  std::vector<Episode> ListAll(EpisodeFilter filter = {}) { return Drain<Episode>(store_->ListEpisodes(filter)); }
 };
 
 TEST_P(BackendConformance, CreateThenGetRoundTripsEveryField) {
@@ -323,7 +292,7 @@ TEST_P(BackendConformance, HealthCheckPasses) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllBackends, BackendConformance, ::testing::ValuesIn(AllBackendFactories()),
-                         [](const ::testing::TestParamInfo<BackendFactory>& info) { return info.param.name; });
+                         BackendName);
 
 }  // namespace
 }  // namespace engram::testing

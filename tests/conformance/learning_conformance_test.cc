@@ -11,30 +11,15 @@
 #include <gtest/gtest.h>
 
 #include "common/fake_clock.h"
-#include "conformance/backend_factories.h"
+#include "conformance/conformance_fixture.h"
 #include "testing/episodes.h"
 #include "testing/temp_dir.h"
 
 namespace engram::testing {
 namespace {
 
-class LearningConformance : public ::testing::TestWithParam<BackendFactory> {
+class LearningConformance : public ConformanceTest {
  protected:
-  void SetUp() override {
-    if (GetParam().skip_reason) {
-      std::string why = GetParam().skip_reason();
-      if (!why.empty()) GTEST_SKIP() << why;
-    }
-    Reopen();
-  }
-
-  void Reopen() {
-    store_.reset();
-    auto r = GetParam().open(dir_.path());
-    ASSERT_TRUE(r.ok()) << r.status().ToString();
-    store_ = *std::move(r);
-  }
-
   // A pattern with every field set to something a lossy store would change: a fraction
   // with no short decimal form, unicode, JSON with odd spacing, ms timestamps.
   Pattern MakePattern(const std::string& key, PatternType type = PatternType::kToolSequence,
@@ -103,12 +88,6 @@ class LearningConformance : public ::testing::TestWithParam<BackendFactory> {
     return ids;
   }
 
-  int64_t Generation() {
-    auto g = store_->Generation();
-    EXPECT_TRUE(g.ok()) << g.status().ToString();
-    return g.ok() ? *g : -1;
-  }
-
   std::string NewCompletedEpisode() {
     clock_.Advance(std::chrono::milliseconds(5));
     Episode e = MakeEpisode(clock_, 2);
@@ -116,10 +95,6 @@ class LearningConformance : public ::testing::TestWithParam<BackendFactory> {
     EXPECT_TRUE(store_->CompleteEpisode(Completed(e)).ok());
     return e.episode_id;
   }
-
-  TempDir dir_;
-  FakeClock clock_;
-  std::unique_ptr<StorageBackend> store_;
 };
 
 TEST_P(LearningConformance, MergeCreatesAPatternThatRoundTripsExactly) {
@@ -565,7 +540,7 @@ TEST_P(LearningConformance, EveryLearningWriteBumpsTheGeneration) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllBackends, LearningConformance, ::testing::ValuesIn(AllBackendFactories()),
-                         [](const ::testing::TestParamInfo<BackendFactory>& info) { return info.param.name; });
+                         BackendName);
 
 }  // namespace
 }  // namespace engram::testing

@@ -12,7 +12,7 @@
 
 #include "common/fake_clock.h"
 #include "common/ids.h"
-#include "conformance/backend_factories.h"
+#include "conformance/conformance_fixture.h"
 #include "model/search_text.h"
 #include "testing/episodes.h"
 #include "testing/temp_dir.h"
@@ -20,25 +20,8 @@
 namespace engram::testing {
 namespace {
 
-class RetrievalConformance : public ::testing::TestWithParam<BackendFactory> {
+class RetrievalConformance : public ConformanceTest {
  protected:
-  void SetUp() override {
-    if (GetParam().skip_reason) {
-      std::string why = GetParam().skip_reason();
-      if (!why.empty()) GTEST_SKIP() << why;
-    }
-    store_ = Open();
-    ASSERT_NE(store_, nullptr);
-  }
-
-  // Another handle on the same store (for PostgreSQL the same schema, for SQLite the same
-  // file): what a second process would see.
-  std::unique_ptr<StorageBackend> Open() {
-    auto r = GetParam().open(dir_.path());
-    EXPECT_TRUE(r.ok()) << r.status().ToString();
-    return r.ok() ? *std::move(r) : nullptr;
-  }
-
   // A completed episode whose title is `title` and whose one step's action is `body`.
   Episode Doc(const std::string& title, const std::string& body, const std::string& domain = "web-api") {
     clock_.Advance(std::chrono::milliseconds(3));
@@ -89,24 +72,8 @@ class RetrievalConformance : public ::testing::TestWithParam<BackendFactory> {
     return {ids.begin(), ids.end()};
   }
 
-  int64_t Gen() {
-    auto g = store_->Generation();
-    EXPECT_TRUE(g.ok()) << g.status().ToString();
-    return g.ok() ? *g : -1;
-  }
-
   std::vector<EpisodeVector> AllVectors(const EmbeddingSpace& space, int64_t after = 0) {
-    std::vector<EpisodeVector> out;
-    auto stream = store_->ListVectors(space, after);
-    EXPECT_TRUE(stream.ok()) << stream.status().ToString();
-    if (!stream.ok()) return out;
-    for (;;) {
-      auto next = (*stream)->Next();
-      EXPECT_TRUE(next.ok()) << next.status().ToString();
-      if (!next.ok() || !next->has_value()) break;
-      out.push_back(**std::move(next));
-    }
-    return out;
+    return Drain<EpisodeVector>(store_->ListVectors(space, after));
   }
 
   Pattern NewPattern(const std::string& key) {
@@ -121,10 +88,6 @@ class RetrievalConformance : public ::testing::TestWithParam<BackendFactory> {
     p.updated_at = p.created_at;
     return p;
   }
-
-  TempDir dir_;
-  FakeClock clock_;
-  std::unique_ptr<StorageBackend> store_;
 };
 
 const EmbeddingSpace kSpace{"hashing", "hash-v1", 4};
@@ -324,9 +287,9 @@ TEST_P(RetrievalConformance, TermStatsCountDocumentsHoldingEachWord) {
 // ---- generation ----
 
 TEST_P(RetrievalConformance, EveryWriteBumpsTheGenerationAndReadsDoNot) {
-  int64_t g = Gen();
+  int64_t g = Generation();
   auto bumped = [&](const char* what) {
-    int64_t now = Gen();
+    int64_t now = Generation();
     EXPECT_GT(now, g) << what << " did not bump the generation";
     g = now;
   };
@@ -382,7 +345,7 @@ TEST_P(RetrievalConformance, EveryWriteBumpsTheGenerationAndReadsDoNot) {
   ASSERT_TRUE(store_->EpisodesWithoutVector(kSpace, 10).ok());
   ASSERT_TRUE(store_->ListPatterns({}).ok());
   ASSERT_TRUE(store_->PendingExtraction(10).ok());
-  EXPECT_EQ(Gen(), g);
+  EXPECT_EQ(Generation(), g);
 }
 
 TEST_P(RetrievalConformance, GenerationIsSharedByEveryHandleOnTheStore) {
@@ -390,26 +353,26 @@ TEST_P(RetrievalConformance, GenerationIsSharedByEveryHandleOnTheStore) {
   ASSERT_NE(other, nullptr);
   auto before = other->Generation();
   ASSERT_TRUE(before.ok()) << before.status().ToString();
-  EXPECT_EQ(*before, Gen());
+  EXPECT_EQ(*before, Generation());
   ASSERT_TRUE(store_->CreateEpisode(MakeEpisode(clock_, 1)).ok());
   auto after = other->Generation();
   ASSERT_TRUE(after.ok());
   EXPECT_GT(*after, *before) << "a write through one handle shows in the other";
-  EXPECT_EQ(*after, Gen());
+  EXPECT_EQ(*after, Generation());
   // And it survives reopening.
-  int64_t g = Gen();
+  int64_t g = Generation();
   store_.reset();
   store_ = Open();
   ASSERT_NE(store_, nullptr);
-  EXPECT_EQ(Gen(), g);
+  EXPECT_EQ(Generation(), g);
 }
 
 TEST_P(RetrievalConformance, FailedWriteLeavesTheGenerationAlone) {
   Episode e = MakeEpisode(clock_, 1);
   ASSERT_TRUE(store_->CreateEpisode(e).ok());
-  int64_t g = Gen();
+  int64_t g = Generation();
   EXPECT_EQ(store_->CreateEpisode(e).code(), StatusCode::kAlreadyExists);
-  EXPECT_EQ(Gen(), g);
+  EXPECT_EQ(Generation(), g);
 }
 
 // ---- embedding space and vectors ----
@@ -561,7 +524,7 @@ TEST_P(RetrievalConformance, EmptyVectorBatchIsFine) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllBackends, RetrievalConformance, ::testing::ValuesIn(AllBackendFactories()),
-                         [](const ::testing::TestParamInfo<BackendFactory>& info) { return info.param.name; });
+                         BackendName);
 
 }  // namespace
 }  // namespace engram::testing
