@@ -20,6 +20,7 @@
 #include "mcp/json_schema.h"
 #include "mcp/server.h"
 #include "mcp/session.h"
+#include "testing/mcp_client.h"
 #include "testing/temp_dir.h"
 
 namespace engram::mcp {
@@ -32,12 +33,7 @@ using ::testing::Not;
 
 constexpr const char* kUnknownPattern = "0193b5c2-7f3a-7c4e-9d2b-5a1e3f4c6b7d";
 
-class NullChannel final : public ClientChannel {
- public:
-  bool Send(const Json&) override { return true; }
-};
-
-class PatternToolsTest : public ::testing::Test {
+class PatternToolsTest : public testing::McpClientTest {
  protected:
   void SetUp() override {
     SqliteOptions options;
@@ -56,52 +52,6 @@ class PatternToolsTest : public ::testing::Test {
     Status registered = RegisterPatternTools(*server_, *store_, clock_, learning_);
     ASSERT_TRUE(registered.ok()) << registered.ToString();
     AddMemoryResources(*server_, *memory_);
-  }
-
-  std::shared_ptr<McpSession> Connect(Principal principal = {}) {
-    auto session = server_->NewSession(std::move(principal));
-    Json init = Json::parse(
-        R"({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25",)"
-        R"("capabilities":{},"clientInfo":{"name":"t","version":"1"}}})");
-    std::optional<Json> reply = session->HandleMessage(init, channel_);
-    EXPECT_TRUE(reply.has_value());
-    session->HandleMessage(Json::parse(R"({"jsonrpc":"2.0","method":"notifications/initialized"})"), channel_);
-    return session;
-  }
-
-  Json Request(McpSession& session, const std::string& method, Json params) {
-    Json request = {{"jsonrpc", "2.0"}, {"id", next_id_++}, {"method", method}, {"params", std::move(params)}};
-    std::optional<Json> reply = session.HandleMessage(request, channel_);
-    EXPECT_TRUE(reply.has_value()) << method;
-    return reply.value_or(Json::object());
-  }
-
-  Json Call(McpSession& session, const std::string& tool, Json arguments) {
-    Json response = Request(session, "tools/call", {{"name", tool}, {"arguments", std::move(arguments)}});
-    EXPECT_TRUE(response.contains("result")) << response.dump();
-    return response.value("result", Json::object());
-  }
-
-  // A call that must succeed: returns structuredContent after checking it against the
-  // tool's outputSchema and against the text block.
-  Json Ok(McpSession& session, const std::string& tool, Json arguments) {
-    Json result = Call(session, tool, std::move(arguments));
-    EXPECT_EQ(result.value("isError", true), false) << tool << ": " << result.dump();
-    Json structured = result.value("structuredContent", Json::object());
-    EXPECT_EQ(Json::parse(result["content"][0].value("text", "null")), structured);
-    const ToolDefinition* def = server_->tools().Find(tool);
-    if (def != nullptr && def->output_schema) {
-      Status valid = ValidateJson(structured, *def->output_schema, "structuredContent");
-      EXPECT_TRUE(valid.ok()) << tool << ": " << valid.ToString() << "\n" << structured.dump(2);
-    }
-    return structured;
-  }
-
-  std::string Fails(McpSession& session, const std::string& tool, Json arguments) {
-    Json result = Call(session, tool, std::move(arguments));
-    EXPECT_EQ(result.value("isError", false), true) << tool << ": " << result.dump();
-    if (!result.contains("content") || result["content"].empty()) return "";
-    return result["content"][0].value("text", "");
   }
 
   // Every page of resources/list.
@@ -189,9 +139,6 @@ class PatternToolsTest : public ::testing::Test {
   std::unique_ptr<StorageBackend> store_;
   std::unique_ptr<Memory> memory_;
   std::unique_ptr<PatternProcessor> processor_;
-  std::unique_ptr<McpServer> server_;
-  NullChannel channel_;
-  int next_id_ = 2;
 };
 
 TEST_F(PatternToolsTest, EveryPatternToolDescribesItself) {

@@ -20,6 +20,7 @@
 #include "engram/sqlite_backend.h"
 #include "mcp/server.h"
 #include "mcp/session.h"
+#include "testing/mcp_client.h"
 #include "testing/temp_dir.h"
 
 namespace engram::mcp {
@@ -31,25 +32,7 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::UnorderedElementsAre;
 
-// Records what the session sends outside responses (notifications, requests).
-class RecordingChannel final : public ClientChannel {
- public:
-  bool Send(const Json& message) override {
-    MutexLock lock(mu_);
-    sent_.push_back(message);
-    return true;
-  }
-  std::vector<Json> sent() {
-    MutexLock lock(mu_);
-    return sent_;
-  }
-
- private:
-  Mutex mu_;
-  std::vector<Json> sent_ ENGRAM_GUARDED_BY(mu_);
-};
-
-class ToolsTest : public ::testing::Test {
+class ToolsTest : public testing::McpClientTest {
  protected:
   void SetUp() override {
     SqliteOptions options;
@@ -73,54 +56,6 @@ class ToolsTest : public ::testing::Test {
     ASSERT_TRUE(health.ok()) << health.ToString();
     AddMemoryResources(*server_, *memory_);
     ASSERT_TRUE(AddRecallPrompt(*server_, *memory_, *retriever_).ok());
-  }
-
-  std::shared_ptr<McpSession> Connect(Principal principal = {}) {
-    auto session = server_->NewSession(std::move(principal));
-    Json init = Json::parse(
-        R"({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25",)"
-        R"("capabilities":{},"clientInfo":{"name":"t","version":"1"}}})");
-    std::optional<Json> reply = session->HandleMessage(init, channel_);
-    EXPECT_TRUE(reply.has_value());
-    if (reply) {
-      EXPECT_EQ((*reply)["result"]["protocolVersion"], "2025-11-25") << reply->dump();
-    }
-    session->HandleMessage(Json::parse(R"({"jsonrpc":"2.0","method":"notifications/initialized"})"), channel_);
-    return session;
-  }
-
-  // Sends a request and returns the whole response.
-  Json Request(McpSession& session, const std::string& method, Json params) {
-    Json request = {{"jsonrpc", "2.0"}, {"id", next_id_++}, {"method", method}, {"params", std::move(params)}};
-    std::optional<Json> reply = session.HandleMessage(request, channel_);
-    EXPECT_TRUE(reply.has_value()) << method;
-    return reply.value_or(Json::object());
-  }
-
-  // tools/call; returns the result ({content, structuredContent, isError}).
-  Json Call(McpSession& session, const std::string& tool, Json arguments = Json::object()) {
-    Json response = Request(session, "tools/call", {{"name", tool}, {"arguments", std::move(arguments)}});
-    EXPECT_TRUE(response.contains("result")) << response.dump();
-    return response.value("result", Json::object());
-  }
-
-  // A call that must succeed: returns structuredContent, checking it matches the text.
-  Json Ok(McpSession& session, const std::string& tool, Json arguments = Json::object()) {
-    Json result = Call(session, tool, std::move(arguments));
-    EXPECT_EQ(result.value("isError", true), false) << tool << ": " << result.dump();
-    EXPECT_TRUE(result.contains("structuredContent")) << result.dump();
-    if (result.contains("content") && result["content"].is_array() && !result["content"].empty()) {
-      EXPECT_EQ(Json::parse(result["content"][0].value("text", "null")), result["structuredContent"]);
-    }
-    return result.value("structuredContent", Json::object());
-  }
-
-  // A call that must fail as an isError result: returns its text.
-  std::string Fails(McpSession& session, const std::string& tool, Json arguments) {
-    Json result = Call(session, tool, std::move(arguments));
-    EXPECT_EQ(result.value("isError", false), true) << tool << ": " << result.dump();
-    if (!result.contains("content") || result["content"].empty()) return "";
-    return result["content"][0].value("text", "");
   }
 
   std::string CreateEpisode(McpSession& session, const std::string& task, const std::string& domain = "web-api") {
@@ -159,9 +94,6 @@ class ToolsTest : public ::testing::Test {
   std::unique_ptr<StorageBackend> store_;
   std::unique_ptr<Memory> memory_;
   std::unique_ptr<Retriever> retriever_;
-  std::unique_ptr<McpServer> server_;
-  RecordingChannel channel_;
-  int next_id_ = 100;
 };
 
 constexpr const char* kUnknownId = "0193b5c2-7f3a-7c4e-9d2b-5a1e3f4c6b7d";
