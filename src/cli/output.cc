@@ -152,8 +152,8 @@ void ProgressBar::Update(size_t done, size_t total) {
   if (!enabled_ || total == 0) return;
   constexpr size_t kWidth = 30;
   const size_t filled = kWidth * std::min(done, total) / total;
-  std::fprintf(stderr, "\r[%s%s] %zu/%zu", std::string(filled, '#').c_str(), std::string(kWidth - filled, '.').c_str(),
-               done, total);
+  std::fprintf(stderr, "\r[%s%s] %zu/%zu%s%s", std::string(filled, '#').c_str(),
+               std::string(kWidth - filled, '.').c_str(), done, total, unit_.empty() ? "" : " ", unit_.c_str());
   std::fflush(stderr);
   drawn_ = true;
 }

@@ -28,11 +28,12 @@ class Table {
   std::vector<std::vector<std::string>> rows_;
 };
 
-// "[#########.........] 512/1024" on stderr, redrawn in place, when `enabled` (a terminal,
-// not --json); silent otherwise. Not thread-safe.
+// "[#########.........] 512/1024 episodes" on stderr, redrawn in place, when `enabled` (a
+// terminal, not --json); silent otherwise. `unit` (may be empty) follows the counts.
+// Not thread-safe.
 class ProgressBar {
  public:
-  explicit ProgressBar(bool enabled) : enabled_(enabled) {}
+  explicit ProgressBar(bool enabled, std::string unit = {}) : enabled_(enabled), unit_(std::move(unit)) {}
   // True when stderr is a terminal and the output is not JSON.
   static bool Wanted(bool json);
   void Update(size_t done, size_t total);
@@ -41,6 +42,7 @@ class ProgressBar {
 
  private:
   bool enabled_;
+  std::string unit_;
   bool drawn_ = false;
 };
 

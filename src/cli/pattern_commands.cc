@@ -2,7 +2,6 @@
 // patterns (learning/learning.h) for people, or --json for scripts. decay and reextract
 // write: decay stores the new weights it prints, reextract rebuilds every pattern from the
 // stored episodes.
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -374,33 +373,11 @@ Status RunDecay(Session& session) {
 
 // ---- reextract -------------------------------------------------------------------------
 
-// "[#########.........] 512/1,024" on one line of a terminal, redrawn in place.
-class ProgressBar {
- public:
-  explicit ProgressBar(bool enabled) : enabled_(enabled) {}
-  void Update(size_t done, size_t total) {
-    if (!enabled_ || total == 0) return;
-    constexpr size_t kWidth = 30;
-    const size_t filled = kWidth * std::min(done, total) / total;
-    std::fprintf(stderr, "\r[%s%s] %zu/%zu episodes", std::string(filled, '#').c_str(),
-                 std::string(kWidth - filled, '.').c_str(), done, total);
-    std::fflush(stderr);
-    drawn_ = true;
-  }
-  void Finish() {
-    if (drawn_) std::fprintf(stderr, "\n");
-  }
-
- private:
-  bool enabled_;
-  bool drawn_ = false;
-};
-
 Status RunReextract(Session& session) {
   ENGRAM_ASSIGN_OR_RETURN(Learning l, OpenLearning(session));
   PatternProcessor processor(*l.storage, *l.clock, /*bus=*/nullptr, l.options);
   ENGRAM_RETURN_IF_ERROR(RegisterBuiltinExtractors(processor.extractors()));
-  ProgressBar bar(!session.json() && isatty(STDERR_FILENO));
+  ProgressBar bar(ProgressBar::Wanted(session.json()), "episodes");
   Result<ReextractReport> report = processor.ReextractAll([&](size_t done, size_t total) { bar.Update(done, total); });
   bar.Finish();
   if (!report.ok()) return report.status();

@@ -1,11 +1,8 @@
 #include "server/open_retrieval.h"
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-
 #include "common/logging.h"
 #include "core/event_bus.h"
+#include "server/open_store.h"
 
 namespace engram::server {
 namespace {
@@ -13,21 +10,6 @@ namespace {
 // Completed episodes indexed per Completed event: the one just completed and any that an
 // earlier failure or another process left without a vector.
 constexpr size_t kIndexPerEvent = 64;
-
-Result<std::string> ReadKeyFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    int err = errno;
-    std::string message = "embedding.api_key_file " + path + ": " + std::strerror(err);
-    if (err == ENOENT || err == ENOTDIR) return NotFoundError(message);
-    return UnavailableError(message);
-  }
-  std::string line;
-  std::getline(in, line);
-  if (!line.empty() && line.back() == '\r') line.pop_back();
-  if (line.empty()) return InvalidArgumentError("embedding.api_key_file " + path + " is empty");
-  return line;
-}
 
 }  // namespace
 
@@ -115,7 +97,7 @@ Result<std::unique_ptr<RetrievalStack>> OpenRetrieval(const Config& config, Stor
     options.url = e.url;
     options.model = e.model;
     if (!e.api_key_file.empty()) {
-      ENGRAM_ASSIGN_OR_RETURN(options.api_key, ReadKeyFile(e.api_key_file));
+      ENGRAM_ASSIGN_OR_RETURN(options.api_key, ReadSecretFile("embedding.api_key_file", e.api_key_file));
     }
     options.dimension = static_cast<int>(e.dimension);
     options.timeout = std::chrono::milliseconds(e.timeout_ms);

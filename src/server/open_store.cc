@@ -11,23 +11,6 @@
 namespace engram::server {
 namespace {
 
-// The first line of storage.password_file, without its line ending.
-// Errors: kNotFound / kUnavailable naming the file (never its content).
-Result<std::string> ReadPasswordFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    int err = errno;
-    std::string message = "storage.password_file " + path + ": " + std::strerror(err);
-    if (err == ENOENT || err == ENOTDIR) return NotFoundError(message);
-    return UnavailableError(message);
-  }
-  std::string line;
-  std::getline(in, line);
-  if (!line.empty() && line.back() == '\r') line.pop_back();
-  if (line.empty()) return InvalidArgumentError("storage.password_file " + path + " is empty");
-  return line;
-}
-
 // `store` behind the LMDB cache in the folder `cache_path` when cache.enabled. Every process
 // that writes the store must agree: one writing around the cache is not seen by the others
 // until cache.ttl_seconds pass.
@@ -43,13 +26,28 @@ Result<std::unique_ptr<StorageBackend>> WithCache(const Config& config, std::uni
 
 }  // namespace
 
+Result<std::string> ReadSecretFile(std::string_view setting, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    int err = errno;
+    std::string message = std::string(setting) + " " + path + ": " + std::strerror(err);
+    if (err == ENOENT || err == ENOTDIR) return NotFoundError(message);
+    return UnavailableError(message);
+  }
+  std::string line;
+  std::getline(in, line);
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  if (line.empty()) return InvalidArgumentError(std::string(setting) + " " + path + " is empty");
+  return line;
+}
+
 Result<std::unique_ptr<StorageBackend>> OpenStore(const Config& config) {
   if (IsPostgresUrl(config.store_url)) {
     PostgresOptions options;
     options.conninfo = config.store_url;
     options.pool_size = static_cast<size_t>(config.pool_size);
     if (!config.password_file.empty()) {
-      ENGRAM_ASSIGN_OR_RETURN(options.password, ReadPasswordFile(config.password_file));
+      ENGRAM_ASSIGN_OR_RETURN(options.password, ReadSecretFile("storage.password_file", config.password_file));
     }
     return OpenPostgresBackend(options);
   }

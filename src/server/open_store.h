@@ -3,6 +3,8 @@
 #pragma once
 
 #include <memory>
+#include <string>
+#include <string_view>
 
 #include "config/config.h"
 #include "engram/result.h"
@@ -16,5 +18,11 @@ namespace engram::server {
 // Errors: the backend's open errors, unchanged; kNotFound / kUnavailable / kInvalidArgument
 // if storage.password_file is missing, unreadable or empty.
 Result<std::unique_ptr<StorageBackend>> OpenStore(const Config& config);
+
+// The first line of `path` without its line ending: a secret kept in a file, such as
+// storage.password_file or embedding.api_key_file (`setting` names it in errors).
+// Errors: kNotFound / kUnavailable naming the setting and the file (never its content);
+// kInvalidArgument when the first line is empty.
+Result<std::string> ReadSecretFile(std::string_view setting, const std::string& path);
 
 }  // namespace engram::server
