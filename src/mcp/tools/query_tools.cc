@@ -5,7 +5,6 @@
 // string values (quoted, escaped), next to the episode's id and dates, under an `about`
 // field that says so. A stored "ignore previous instructions and ..." is a quoted string
 // in a record, not a sentence addressed to the model.
-#include <algorithm>
 #include <limits>
 #include <string>
 #include <utility>
@@ -149,11 +148,6 @@ Json QueryMemoryOutput() {
 // Patterns returned next to the episodes.
 constexpr size_t kQueryPatterns = 5;
 
-bool MayAccess(const Principal& p, std::string_view domain) {
-  return p.allowed_domains.empty() ||
-         std::find(p.allowed_domains.begin(), p.allowed_domains.end(), domain) != p.allowed_domains.end();
-}
-
 Result<ToolResult> QueryMemory(Retriever& retriever, Memory& memory, const LearningOptions& learning,
                                PatternCatalog* catalog, const Json& args, CallContext& ctx) {
   std::optional<std::string> episode_id;
@@ -238,7 +232,7 @@ Result<ToolResult> QueryMemory(Retriever& retriever, Memory& memory, const Learn
   if (found.ok()) {
     for (const ScoredPattern& sp : *found) {
       const Pattern& p = sp.pattern;
-      if (!MayAccess(ctx.principal(), p.context.domain)) continue;
+      if (!ctx.principal().MayAccessDomain(p.context.domain)) continue;
       patterns.push_back({{"pattern_id", p.pattern_id},
                           {"type", PatternTypeName(p.type)},
                           {"description", p.description},
