@@ -6,6 +6,14 @@
 // Import reads such lines, passes every episode through the same validation and redactor as
 // live writes (Memory::PrepareImportedEpisode) and merges by episode id: identical ->
 // skipped, different -> updated (replaced), new -> added, written kBatch per transaction.
+// Both show a progress bar on stderr when it is a terminal (never with --json).
+//
+// Export carries episodes only, not learned patterns or heuristics: those are derived from
+// the episodes. Import marks every completed episode it writes as pending extraction
+// (PutEpisodes), so the target store's learning pipeline (`engram serve`, or `engram pattern
+// reextract`) derives its patterns again; importing patterns as well would count every
+// imported episode twice in them. What is not carried: pattern effectiveness counters
+// (times shown/applied and their outcomes) and decay, which belong to the source store.
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -23,8 +31,10 @@
 #include "cli/output.h"
 #include "core/redaction.h"
 #include "engram/lmdb_cache.h"
+#include "engram/postgres_backend.h"
 #include "model/episode_json.h"
 #include "server/open_retrieval.h"
+#include "server/open_store.h"
 
 namespace engram::cli {
 namespace {
@@ -32,6 +42,7 @@ namespace {
 constexpr size_t kChunk = 200;  // episodes read back per ListEpisodes call on export
 constexpr size_t kBatch = 500;  // episodes per PutEpisodes transaction on import
 constexpr size_t kMaxPrintedErrors = 100;
+constexpr size_t kImportProgressEvery = 100;  // lines between redraws of the import bar
 
 struct ExportArgs {
   std::string format = "jsonl";
@@ -61,10 +72,12 @@ Result<std::vector<std::string>> ListIdsOldestFirst(Memory& memory, const std::o
 }
 
 // Calls `fn` with every matching episode (steps included), oldest first; at most kChunk
-// episodes are in memory at once.
+// episodes are in memory at once. `bar` (may be null) counts the episodes done.
 template <typename Fn>
-Status ForEachEpisodeOldestFirst(Memory& memory, const std::optional<std::string>& domain, Fn fn) {
+Status ForEachEpisodeOldestFirst(Memory& memory, const std::optional<std::string>& domain, ProgressBar* bar,
+                                 Fn fn) {
   ENGRAM_ASSIGN_OR_RETURN(std::vector<std::string> ids, ListIdsOldestFirst(memory, domain));
+  size_t done = 0;
   for (size_t i = 0; i < ids.size(); i += kChunk) {
     size_t j = std::min(i + kChunk, ids.size());
     EpisodeFilter filter;
@@ -79,8 +92,12 @@ Status ForEachEpisodeOldestFirst(Memory& memory, const std::optional<std::string
       if (e->episode_id > ids[j - 1]) continue;  // written after the listing: not exported
       chunk.push_back(*std::move(e));
     }
-    for (auto it = chunk.rbegin(); it != chunk.rend(); ++it) ENGRAM_RETURN_IF_ERROR(fn(*it));
+    for (auto it = chunk.rbegin(); it != chunk.rend(); ++it) {
+      ENGRAM_RETURN_IF_ERROR(fn(*it));
+      if (bar != nullptr) bar->Update(++done, ids.size());
+    }
   }
+  if (bar != nullptr) bar->Finish();
   return OkStatus();
 }
 
@@ -96,13 +113,16 @@ Status RunExport(Session& session, const ExportArgs& a) {
     if (!file) return UnavailableError("cannot write " + tmp);
     out = &file;
   }
+  // Not when the episodes themselves go to the terminal: the bar would break their lines.
+  ProgressBar bar(ProgressBar::Wanted(session.json()) && !(a.output == "-" && isatty(STDOUT_FILENO)), "episodes");
   size_t n = 0;
-  Status s = ForEachEpisodeOldestFirst(*memory, a.domain, [&](const Episode& e) -> Status {
+  Status s = ForEachEpisodeOldestFirst(*memory, a.domain, &bar, [&](const Episode& e) -> Status {
     *out << DumpJson(EpisodeToJson(e)) << '\n';
     ++n;
     if (!*out) return UnavailableError("write failed");
     return OkStatus();
   });
+  bar.Finish();  // ends the bar's line before any error message
   out->flush();
   if (a.output != "-") {
     file.close();
@@ -146,21 +166,65 @@ struct ImportCounts {
   std::vector<LineError> errors;
 };
 
-// One pass over `in`. With `write` false only decodes (the --strict check).
-Status ImportPass(Memory& memory, std::istream& in, bool write, ImportCounts& counts) {
-  std::vector<Episode> batch;
+// An episode waiting in the import batch, with what writing it will count.
+struct Pending {
+  Episode episode;
+  size_t line = 0;  // the last line that set it
+  size_t added = 0, updated = 0;
+};
+
+// Writes `batch` in one transaction and counts it. When the store refuses the batch's
+// data (kInvalidArgument: e.g. a NUL character PostgreSQL cannot store, in an export from
+// SQLite), each episode is written on its own so only the refused lines become errors.
+Status WriteBatch(Memory& memory, std::vector<Pending>& batch, ImportCounts& counts) {
+  if (batch.empty()) return OkStatus();
+  std::vector<Episode> episodes;
+  episodes.reserve(batch.size());
+  for (Pending& p : batch) episodes.push_back(std::move(p.episode));
+  auto count = [&](const Pending& p) {
+    counts.added += p.added;
+    counts.updated += p.updated;
+  };
+  Status s = memory.storage().PutEpisodes(episodes);
+  if (s.ok()) {
+    for (const Pending& p : batch) count(p);
+  } else if (s.code() == StatusCode::kInvalidArgument) {
+    for (size_t i = 0; i < batch.size(); ++i) {
+      Status one = memory.storage().PutEpisodes(std::span<const Episode>(&episodes[i], 1));
+      if (one.ok()) {
+        count(batch[i]);
+      } else if (one.code() == StatusCode::kInvalidArgument) {
+        counts.errors.push_back(
+            {batch[i].line, "episode " + episodes[i].episode_id + ": " + std::string(one.message())});
+      } else {
+        return one;
+      }
+    }
+    // Errors are reported by line number, in input order.
+    std::stable_sort(counts.errors.begin(), counts.errors.end(),
+                     [](const LineError& x, const LineError& y) { return x.line < y.line; });
+  } else {
+    return s;
+  }
+  batch.clear();
+  return OkStatus();
+}
+
+// One pass over `in`. With `write` false only decodes (the --strict check). `bar` counts
+// lines out of `total_lines` (0: unknown, no bar).
+Status ImportPass(Memory& memory, std::istream& in, bool write, size_t total_lines, ProgressBar& bar,
+                  ImportCounts& counts) {
+  std::vector<Pending> batch;
   std::map<std::string, size_t> in_batch;
   auto flush = [&]() -> Status {
-    if (batch.empty()) return OkStatus();
-    ENGRAM_RETURN_IF_ERROR(memory.storage().PutEpisodes(batch));
-    batch.clear();
     in_batch.clear();
-    return OkStatus();
+    return WriteBatch(memory, batch, counts);
   };
   std::string line;
   size_t number = 0;
   while (std::getline(in, line)) {
     ++number;
+    if (total_lines > 0 && number % kImportProgressEvery == 0) bar.Update(number, std::max(number, total_lines));
     Result<std::optional<Episode>> decoded = DecodeLine(memory, line);
     if (!decoded.ok()) {
       counts.errors.push_back({number, std::string(decoded.status().message())});
@@ -170,32 +234,58 @@ Status ImportPass(Memory& memory, std::istream& in, bool write, ImportCounts& co
     Episode e = **std::move(decoded);
     if (!write) continue;
     if (auto it = in_batch.find(e.episode_id); it != in_batch.end()) {
-      if (batch[it->second] == e) {
+      Pending& p = batch[it->second];
+      if (p.episode == e) {
         ++counts.skipped;
       } else {
-        batch[it->second] = std::move(e);
-        ++counts.updated;
+        p.episode = std::move(e);
+        p.line = number;
+        ++p.updated;
       }
       continue;
     }
+    Pending p;
+    p.line = number;
     Result<Episode> existing = memory.storage().GetEpisode(e.episode_id);
     if (existing.ok()) {
       if (*existing == e) {
         ++counts.skipped;
         continue;
       }
-      ++counts.updated;
+      p.updated = 1;
     } else if (existing.status().code() == StatusCode::kNotFound) {
-      ++counts.added;
+      p.added = 1;
     } else {
       return existing.status();
     }
-    in_batch[e.episode_id] = batch.size();
-    batch.push_back(std::move(e));
+    p.episode = std::move(e);
+    in_batch[p.episode.episode_id] = batch.size();
+    batch.push_back(std::move(p));
     if (batch.size() >= kBatch) ENGRAM_RETURN_IF_ERROR(flush());
   }
   if (in.bad()) return UnavailableError("read failed at line " + std::to_string(number + 1));
-  return flush();
+  ENGRAM_RETURN_IF_ERROR(flush());
+  if (total_lines > 0) bar.Update(number, std::max(number, total_lines));
+  bar.Finish();
+  return OkStatus();
+}
+
+// Lines in the file at `path` (a last line without a newline counts), for the progress
+// bar; 0 if it cannot be read.
+size_t CountLines(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return 0;
+  std::vector<char> buf(1 << 20);
+  size_t lines = 0;
+  char last = '\n';
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    const std::streamsize n = in.gcount();
+    if (n <= 0) break;
+    lines += static_cast<size_t>(std::count(buf.data(), buf.data() + n, '\n'));
+    last = buf[static_cast<size_t>(n) - 1];
+  }
+  return lines + (last != '\n' ? 1 : 0);
 }
 
 void ReportErrors(const std::vector<LineError>& errors) {
@@ -240,10 +330,14 @@ Status RunImport(Session& session, const ImportArgs& a) {
     }
   } cleanup{spool};
 
+  // A bar only when the length is known: a file, or stdin spooled for --strict.
+  const bool show_bar = ProgressBar::Wanted(session.json()) && path != "-";
+  const size_t total_lines = show_bar ? CountLines(path) : 0;
   ImportCounts counts;
   if (a.strict) {
     ENGRAM_RETURN_IF_ERROR(open());
-    ENGRAM_RETURN_IF_ERROR(ImportPass(*memory, *in, /*write=*/false, counts));
+    ProgressBar check_bar(show_bar, "lines checked");
+    ENGRAM_RETURN_IF_ERROR(ImportPass(*memory, *in, /*write=*/false, total_lines, check_bar, counts));
     if (!counts.errors.empty()) {
       ReportErrors(counts.errors);
       return InvalidArgumentError(std::to_string(counts.errors.size()) +
@@ -251,7 +345,9 @@ Status RunImport(Session& session, const ImportArgs& a) {
     }
   }
   ENGRAM_RETURN_IF_ERROR(open());
-  Status s = ImportPass(*memory, *in, /*write=*/true, counts);
+  ProgressBar bar(show_bar, "lines");
+  Status s = ImportPass(*memory, *in, /*write=*/true, total_lines, bar, counts);
+  bar.Finish();
   ReportErrors(counts.errors);
   if (session.json()) {
     nlohmann::json errors = nlohmann::json::array();
@@ -293,6 +389,17 @@ int64_t DirSize(const std::string& path) {
 
 bool IsSqlite(Memory& memory) { return memory.storage().Name() == "sqlite"; }
 
+// The PostgreSQL store's connection settings, as server::OpenStore builds them, for the
+// maintenance calls that connect on their own.
+Result<PostgresOptions> PostgresOptionsFor(const Config& config) {
+  PostgresOptions options;
+  options.conninfo = config.store_url;
+  if (!config.password_file.empty()) {
+    ENGRAM_ASSIGN_OR_RETURN(options.password, server::ReadSecretFile("storage.password_file", config.password_file));
+  }
+  return options;
+}
+
 Status RunStats(Session& session) {
   ENGRAM_ASSIGN_OR_RETURN(const Config* config, session.config());
   ENGRAM_ASSIGN_OR_RETURN(Memory * memory, session.memory());
@@ -310,6 +417,17 @@ Status RunStats(Session& session) {
                   {"wal", FileSize(db + "-wal")},
                   {"shm", FileSize(db + "-shm")},
                   {"cache", config->cache_enabled ? DirSize(config->db_path + ".cache") : 0}};
+  } else if (IsPostgresUrl(config->store_url)) {
+    ENGRAM_ASSIGN_OR_RETURN(PostgresOptions options, PostgresOptionsFor(*config));
+    ENGRAM_ASSIGN_OR_RETURN(std::vector<PostgresTableSize> sizes, PostgresTableSizes(options));
+    nlohmann::json tables = nlohmann::json::object();
+    int64_t total = 0;
+    for (const PostgresTableSize& t : sizes) {
+      tables[t.table] = t.bytes;
+      total += t.bytes;
+    }
+    j["tables"] = std::move(tables);
+    j["table_bytes"] = total;
   }
   if (session.json()) {
     PrintJson(j);
@@ -326,6 +444,10 @@ Status RunStats(Session& session) {
               << "wal file:  " << f["wal"].get<int64_t>() << " bytes\n"
               << "shm file:  " << f["shm"].get<int64_t>() << " bytes\n"
               << "cache dir: " << f["cache"].get<int64_t>() << " bytes\n";
+  }
+  if (j.contains("table_bytes")) {
+    std::cout << "tables:    " << j["table_bytes"].get<int64_t>() << " bytes (" << j["tables"].size()
+              << " tables, indexes included)\n";
   }
   return OkStatus();
 }
@@ -382,12 +504,31 @@ Status SqliteExec(const std::string& path, const char* sql, int busy_ms) {
   return OkStatus();
 }
 
+// VACUUM (ANALYZE) of engram's tables in the store's schema; other processes keep working.
+Status RunPostgresVacuum(Session& session, const Config& config) {
+  ENGRAM_ASSIGN_OR_RETURN(Memory * memory, session.memory());  // opening migrates: the tables exist
+  ENGRAM_ASSIGN_OR_RETURN(PostgresOptions options, PostgresOptionsFor(config));
+  ENGRAM_ASSIGN_OR_RETURN(PostgresVacuumReport report, VacuumPostgres(options));
+  const std::string where = memory->storage().Location() + " (schema " + report.schema + ")";
+  if (session.json()) {
+    PrintJson({{"vacuumed", where},
+               {"tables", report.tables},
+               {"bytes_before", report.bytes_before},
+               {"bytes_after", report.bytes_after}});
+  } else {
+    std::cout << "vacuumed and analyzed " << report.tables.size() << " tables of " << where << ": "
+              << report.bytes_before << " -> " << report.bytes_after << " bytes\n";
+  }
+  return OkStatus();
+}
+
 Status RunVacuum(Session& session) {
   ENGRAM_ASSIGN_OR_RETURN(const Config* config, session.config());
+  if (IsPostgresUrl(config->store_url)) return RunPostgresVacuum(session, *config);
   ENGRAM_ASSIGN_OR_RETURN(Memory * memory, session.memory());
   if (!IsSqlite(*memory)) {
-    return UnimplementedError("storage vacuum: only the SQLite store can be vacuumed by engram (backend " +
-                              memory->storage().Name() + ")");
+    return UnimplementedError("storage vacuum: engram vacuums SQLite and PostgreSQL stores, not " +
+                              memory->storage().Name());
   }
   const std::string db = memory->storage().Location();
   int64_t before = FileSize(db) + FileSize(db + "-wal");
@@ -420,7 +561,6 @@ Status RunScanSecrets(Session& session, const ScanArgs& args) {
   options.mode = RedactionMode::kRedact;
   Memory scanner(memory->storage(), memory->clock(), nullptr, NewRedactor(options));
 
-  ENGRAM_ASSIGN_OR_RETURN(StoreStats stats, memory->storage().Stats());
   ProgressBar bar(ProgressBar::Wanted(session.json()));
   size_t scanned = 0;
   std::vector<Episode> pending;
@@ -434,11 +574,10 @@ Status RunScanSecrets(Session& session, const ScanArgs& args) {
     pending.clear();
     return OkStatus();
   };
-  ENGRAM_RETURN_IF_ERROR(ForEachEpisodeOldestFirst(*memory, std::nullopt, [&](const Episode& e) -> Status {
+  ENGRAM_RETURN_IF_ERROR(ForEachEpisodeOldestFirst(*memory, std::nullopt, &bar, [&](const Episode& e) -> Status {
     Episode copy = e;
     ENGRAM_RETURN_IF_ERROR(scanner.PrepareImportedEpisode(copy).WithContext("episode " + e.episode_id));
     ++scanned;
-    bar.Update(scanned, static_cast<size_t>(std::max<int64_t>(stats.episodes, 1)));
     if (!(copy == e)) {
       changed.push_back(e.episode_id);
       pending.push_back(std::move(copy));
@@ -447,7 +586,6 @@ Status RunScanSecrets(Session& session, const ScanArgs& args) {
     return OkStatus();
   }));
   ENGRAM_RETURN_IF_ERROR(flush());
-  bar.Finish();
 
   size_t reembedded = 0;
   bool vacuumed = false;
@@ -514,7 +652,12 @@ Status RunMigrate(Session& session) {
   ENGRAM_ASSIGN_OR_RETURN(const Config* config, session.config());
   std::optional<int> before;
   bool sqlite_file = config->store_url.empty() || config->store_url.find("://") == std::string::npos;
-  if (sqlite_file) before = SqliteUserVersion(config->db_path);
+  if (sqlite_file) {
+    before = SqliteUserVersion(config->db_path);
+  } else if (IsPostgresUrl(config->store_url)) {
+    ENGRAM_ASSIGN_OR_RETURN(PostgresOptions options, PostgresOptionsFor(*config));
+    ENGRAM_ASSIGN_OR_RETURN(before, ReadPostgresSchemaVersion(options));
+  }
   ENGRAM_ASSIGN_OR_RETURN(Memory * memory, session.memory());  // opening migrates
   int after = memory->storage().SchemaVersion();
   if (session.json()) {
@@ -552,7 +695,8 @@ void AddStorageCommands(CLI::App& app, Command* selected) {
   storage->add_subcommand("verify", "Check the store's health and read back every episode")->callback([=] {
     *selected = RunVerify;
   });
-  storage->add_subcommand("vacuum", "Reclaim free space (SQLite)")->callback([=] { *selected = RunVacuum; });
+  storage->add_subcommand("vacuum", "Reclaim free space (SQLite) or VACUUM (ANALYZE) engram's tables (PostgreSQL)")
+      ->callback([=] { *selected = RunVacuum; });
   storage->add_subcommand("migrate", "Bring the store's schema up to date (opening does) and show the versions")
       ->callback([=] { *selected = RunMigrate; });
   auto scan = std::make_shared<ScanArgs>();

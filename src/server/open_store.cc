@@ -1,9 +1,15 @@
 #include "server/open_store.h"
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 
+#include "common/logging.h"
 #include "engram/lmdb_cache.h"
 #include "engram/postgres_backend.h"
 #include "engram/sqlite_backend.h"
@@ -22,6 +28,172 @@ Result<std::unique_ptr<StorageBackend>> WithCache(const Config& config, std::uni
   options.max_entries = static_cast<size_t>(config.cache_max_entries);
   options.ttl = config.cache_ttl;
   return OpenLmdbCache(options, std::move(store));
+}
+
+// The LMDB cache in front of PostgreSQL, kept true to the store across hosts (see
+// open_store.h): `cached_` is the LmdbCache over the PostgresBackend `base_`, `listener_`
+// drops the copies other hosts' writes changed, and a copy is served only when the listener
+// has applied every write up to the store's current generation; otherwise the read goes to
+// the base. Thread-safe.
+class PostgresCache final : public LmdbCache {
+ public:
+  PostgresCache(std::unique_ptr<StorageBackend> cached, StorageBackend& base,
+                std::unique_ptr<PostgresChangeListener> listener)
+      : cached_(std::move(cached)), cache_(*AsLmdbCache(*cached_)), base_(base), listener_(std::move(listener)) {
+    listener_->Start({.on_connected = [this](int64_t generation) { OnConnected(generation); },
+                      .on_change = [this](const PostgresChange& change) { OnChange(change); },
+                      .on_disconnected = [this](const Status&) { connected_.store(false); }});
+  }
+
+  // The listener's callbacks use the cache: it stops first.
+  ~PostgresCache() override { listener_->Stop(); }
+
+  // StorageBackend
+  std::string Name() const override { return cached_->Name(); }
+  std::string Location() const override { return cached_->Location(); }
+  int SchemaVersion() const override { return cached_->SchemaVersion(); }
+  Status CreateEpisode(const Episode& episode) override { return cached_->CreateEpisode(episode); }
+  Status PutEpisodes(std::span<const Episode> episodes) override { return cached_->PutEpisodes(episodes); }
+  Result<int> AppendStep(std::string_view episode_id, const Step& step) override {
+    return cached_->AppendStep(episode_id, step);
+  }
+  Status CompleteEpisode(const Episode& episode) override { return cached_->CompleteEpisode(episode); }
+
+  Result<Episode> GetEpisode(std::string_view episode_id) override {
+    // Read after the generation: a listener that reached it has applied (invalidated)
+    // every write committed before this call began.
+    if (connected_.load()) {
+      Result<int64_t> generation = base_.Generation();
+      if (generation.ok() && applied_.load() >= *generation) return cached_->GetEpisode(episode_id);
+    }
+    read_through_.fetch_add(1, std::memory_order_relaxed);
+    return base_.GetEpisode(episode_id);
+  }
+
+  Result<std::unique_ptr<EpisodeStream>> ListEpisodes(const EpisodeFilter& filter) override {
+    return cached_->ListEpisodes(filter);
+  }
+  Result<bool> DeleteEpisode(std::string_view episode_id) override { return cached_->DeleteEpisode(episode_id); }
+  Result<StoreStats> Stats() override { return cached_->Stats(); }
+  Result<int64_t> Generation() override { return cached_->Generation(); }
+  Result<std::vector<TextHit>> SearchText(const TextSearchRequest& request) override {
+    return cached_->SearchText(request);
+  }
+  Result<TermStats> GetTermStats(std::span<const std::string> words) override { return cached_->GetTermStats(words); }
+  Result<std::optional<EmbeddingSpace>> GetEmbeddingSpace() override { return cached_->GetEmbeddingSpace(); }
+  Status SetEmbeddingSpace(const EmbeddingSpace& space) override { return cached_->SetEmbeddingSpace(space); }
+  Status PutVectors(const EmbeddingSpace& space, std::span<const EpisodeVector> vectors) override {
+    return cached_->PutVectors(space, vectors);
+  }
+  Result<std::unique_ptr<VectorStream>> ListVectors(const EmbeddingSpace& space, int64_t after_seq) override {
+    return cached_->ListVectors(space, after_seq);
+  }
+  Result<std::vector<std::string>> EpisodesWithoutVector(const EmbeddingSpace& space, size_t limit) override {
+    return cached_->EpisodesWithoutVector(space, limit);
+  }
+  Status MergePatterns(std::span<const std::string> keys,
+                       const std::function<Status(std::vector<Pattern>&)>& merge) override {
+    return cached_->MergePatterns(keys, merge);
+  }
+  Result<Pattern> GetPattern(std::string_view pattern_id) override { return cached_->GetPattern(pattern_id); }
+  Result<std::vector<Pattern>> ListPatterns(const PatternFilter& filter) override {
+    return cached_->ListPatterns(filter);
+  }
+  Status SetPatternDecay(std::span<const std::pair<std::string, double>> weights) override {
+    return cached_->SetPatternDecay(weights);
+  }
+  Status ResetLearning() override { return cached_->ResetLearning(); }
+  Status PutHeuristics(std::span<const Heuristic> heuristics) override { return cached_->PutHeuristics(heuristics); }
+  Result<std::vector<Heuristic>> ListHeuristics(size_t limit) override { return cached_->ListHeuristics(limit); }
+  Status RecordAttributions(std::span<const Attribution> attributions) override {
+    return cached_->RecordAttributions(attributions);
+  }
+  Result<std::vector<std::string>> CreditAttributions(std::string_view episode_id, bool success) override {
+    return cached_->CreditAttributions(episode_id, success);
+  }
+  Result<std::vector<std::string>> PendingExtraction(size_t limit) override {
+    return cached_->PendingExtraction(limit);
+  }
+  Status MarkExtracted(std::span<const std::string> episode_ids) override {
+    return cached_->MarkExtracted(episode_ids);
+  }
+  Status CheckHealth() override { return cached_->CheckHealth(); }
+
+  // LmdbCache
+  LmdbCacheMetrics Metrics() const override {
+    LmdbCacheMetrics m = cache_.Metrics();
+    m.misses += read_through_.load(std::memory_order_relaxed);  // they went to the base too
+    return m;
+  }
+  std::string CachePath() const override { return cache_.CachePath(); }
+  void SetLimits(size_t max_entries, std::chrono::seconds ttl) override { cache_.SetLimits(max_entries, ttl); }
+  Status Invalidate(std::span<const std::string> episode_ids) override { return cache_.Invalidate(episode_ids); }
+  Status Clear() override { return cache_.Clear(); }
+
+ private:
+  // LISTEN is in effect and the store was at `generation` after that: what was missed
+  // before is dropped wholesale.
+  void OnConnected(int64_t generation) {
+    Status cleared = cache_.Clear();
+    if (!cleared.ok()) {
+      // connected_ stays false: every read goes to the store until the next reconnection.
+      LogWarn("LMDB cache: cannot clear after (re)connecting to PostgreSQL's notifications; reading through",
+              {{"error", cleared.ToString()}});
+      return;
+    }
+    Advance(generation);
+    connected_.store(true);
+  }
+
+  void OnChange(const PostgresChange& change) {
+    Status s = change.all_episodes ? cache_.Clear() : cache_.Invalidate(change.episode_ids);
+    if (!s.ok() && !change.all_episodes) s = cache_.Clear();
+    if (!s.ok()) {
+      // A copy may be stale and stays so: stop serving copies until a reconnection clears them.
+      connected_.store(false);
+      LogWarn("LMDB cache: cannot drop copies another host changed; reading through", {{"error", s.ToString()}});
+      return;
+    }
+    Advance(change.generation);
+  }
+
+  void Advance(int64_t generation) {
+    int64_t seen = applied_.load();
+    while (seen < generation && !applied_.compare_exchange_weak(seen, generation)) {
+    }
+  }
+
+  // Constant after construction; cache_ is *cached_ and base_ sits under it.
+  const std::unique_ptr<StorageBackend> cached_;
+  LmdbCache& cache_;
+  StorageBackend& base_;
+  // Stopped (in the destructor) before the members above go.
+  const std::unique_ptr<PostgresChangeListener> listener_;
+
+  // Written by the listener's thread, read by every caller.
+  std::atomic<bool> connected_{false};  // false until the first on_connected, and while disconnected
+  std::atomic<int64_t> applied_{-1};    // every write up to this generation is invalidated
+  std::atomic<uint64_t> read_through_{0};
+};
+
+// 16 hex digits of FNV-1a over `text`: stable across runs and builds.
+std::string HashHex(std::string_view text) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;
+  char hex[17];
+  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(h));
+  return hex;
+}
+
+// Where this host caches the PostgreSQL store `conninfo`/`schema`: a folder of its own per
+// store under $XDG_CACHE_HOME/engram (~/.cache/engram), else beside storage.db.
+std::string PostgresCachePath(const Config& config, const std::string& conninfo, const std::string& schema) {
+  const std::string name = "postgres-" + HashHex(MaskPostgresConninfo(conninfo) + '\n' + schema) + ".cache";
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  if (xdg != nullptr && xdg[0] == '/') return std::string(xdg) + "/engram/" + name;
+  const char* home = std::getenv("HOME");
+  if (home != nullptr && home[0] == '/') return std::string(home) + "/.cache/engram/" + name;
+  return (std::filesystem::path(config.db_path).parent_path() / name).string();
 }
 
 }  // namespace
@@ -49,7 +221,15 @@ Result<std::unique_ptr<StorageBackend>> OpenStore(const Config& config) {
     if (!config.password_file.empty()) {
       ENGRAM_ASSIGN_OR_RETURN(options.password, ReadSecretFile("storage.password_file", config.password_file));
     }
-    return OpenPostgresBackend(options);
+    ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<StorageBackend> store, OpenPostgresBackend(options));
+    if (!config.cache_enabled) return store;
+    ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<PostgresChangeListener> listener, OpenPostgresChangeListener(options));
+    StorageBackend& base = *store;
+    ENGRAM_ASSIGN_OR_RETURN(
+        std::unique_ptr<StorageBackend> cached,
+        WithCache(config, std::move(store), PostgresCachePath(config, options.conninfo, listener->schema())));
+    return std::unique_ptr<StorageBackend>(
+        std::make_unique<PostgresCache>(std::move(cached), base, std::move(listener)));
   }
   SqliteOptions options;
   options.path = config.db_path;

@@ -1,16 +1,21 @@
 // Drives the built `engram` binary: export -> import into a fresh store -> export is
 // byte-identical; import merges by id (added / updated / skipped), reports bad lines by
 // number and field (and with --strict writes nothing), redacts secrets like live writes;
-// `engram storage stats|verify|vacuum|migrate`.
+// `engram storage stats|verify|vacuum|migrate`; SQLite -> JSONL -> PostgreSQL -> JSONL
+// is byte-identical, and so is the way back; progress bars only on a terminal.
+// The PostgreSQL cases need ENGRAM_TEST_PG (see testing/postgres.h).
+#include <libpq-fe.h>
 #include <stdio.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "testing/postgres.h"
 #include "testing/shell.h"
 #include "testing/temp_dir.h"
 
@@ -45,13 +50,80 @@ std::vector<std::string> Lines(const std::string& text) {
 // A GitHub token shape: ghp_ + 36 alphanumerics.
 const std::string kToken = "ghp_" + std::string("aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3z5A");
 
+// "%2F"-style escaping of a URL query value.
+std::string PercentEncode(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      char buf[4];
+      std::snprintf(buf, sizeof buf, "%%%02X", c);
+      out += buf;
+    }
+  }
+  return out;
+}
+
+// A postgresql:// URL (what `engram --store` takes) for a fresh schema of ENGRAM_TEST_PG
+// named after `key`. Empty (with a test failure) if the server cannot be reached.
+std::string PgStoreUrl(const std::string& key) {
+  Result<std::string> conninfo = testing::TestPgSchema(key);
+  EXPECT_TRUE(conninfo.ok()) << conninfo.status().ToString();
+  if (!conninfo.ok()) return "";
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(conninfo->c_str(), &error);
+  EXPECT_NE(options, nullptr) << (error != nullptr ? error : "");
+  if (options == nullptr) {
+    PQfreemem(error);
+    return "";
+  }
+  std::string url = "postgresql://";
+  char sep = '?';
+  for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+    if (o->val == nullptr || *o->val == '\0') continue;
+    url += sep + std::string(o->keyword) + "=" + PercentEncode(o->val);
+    sep = '&';
+  }
+  PQconninfoFree(options);
+  return url;
+}
+
+// Runs one query on `url` (a libpq URL) and returns the first column of the first row.
+std::string PgScalar(const std::string& url, const std::string& sql) {
+  PGconn* conn = PQconnectdb(url.c_str());
+  std::string value;
+  if (PQstatus(conn) == CONNECTION_OK) {
+    PGresult* r = PQexec(conn, sql.c_str());
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0) value = PQgetvalue(r, 0, 0);
+    EXPECT_EQ(PQresultStatus(r), PGRES_TUPLES_OK) << sql << ": " << PQresultErrorMessage(r);
+    PQclear(r);
+  } else {
+    ADD_FAILURE() << PQerrorMessage(conn);
+  }
+  PQfinish(conn);
+  return value;
+}
+
+// Exported JSONL in canonical order: lines sorted (export writes them by episode id).
+std::string Canonical(const std::string& text) {
+  std::vector<std::string> lines = Lines(text);
+  std::sort(lines.begin(), lines.end());
+  std::string out;
+  for (const std::string& l : lines) out += l + "\n";
+  return out;
+}
+
 class ExportImportTest : public ::testing::Test {
  protected:
-  // Runs `engram --db STORE ARGS` with no config file.
+  // Runs `engram --db STORE ARGS` with no config file; a postgresql:// STORE is passed as
+  // `--store URL`.
   CliRun Engram(const std::string& store, const std::string& args) {
     std::string err_file = dir_.File("stderr.txt");
+    std::string where = store.starts_with("postgresql://") ? " --store " + testing::ShellQuote(store)
+                                                           : " --db " + testing::ShellQuote(dir_.File(store));
     std::string cmd = "env -u ENGRAM_CONFIG -u ENGRAM_STORE XDG_CONFIG_HOME=" + testing::ShellQuote(dir_.File("config")) +
-                      " " ENGRAM_BINARY " --db " + testing::ShellQuote(dir_.File(store)) + " " + args + " 2>" + testing::ShellQuote(err_file);
+                      " " ENGRAM_BINARY + where + " " + args + " 2>" + testing::ShellQuote(err_file);
     testing::ShellResult shell = testing::RunShell(cmd);
     CliRun r;
     r.exit_code = shell.exit_code;
@@ -89,6 +161,20 @@ class ExportImportTest : public ::testing::Test {
     std::string c = Create(store, "--task 'Add retry to the HTTP client' --domain web-api --complexity complex");
     EXPECT_EQ(Engram(store, "episode log-step " + c + " --tool read_file --action 'read client.rs'").exit_code, 0);
     return {a, b, c};
+  }
+
+  // `engram --json storage stats` of `store`, after checking its backend and counts.
+  json Stats(const std::string& store, const std::string& backend, int episodes, int completed, int steps) {
+    CliRun r = Engram(store, "--json storage stats");
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    json s = json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+    EXPECT_TRUE(s.is_object()) << r.out;
+    if (!s.is_object()) return json::object();
+    EXPECT_EQ(s["backend"], backend);
+    EXPECT_EQ(s["episodes"], episodes);
+    EXPECT_EQ(s["completed_episodes"], completed);
+    EXPECT_EQ(s["steps"], steps);
+    return s;
   }
 
   testing::TempDir dir_;
@@ -257,13 +343,7 @@ TEST_F(ExportImportTest, ImportRedactsSecretsLikeLiveWrites) {
 
 TEST_F(ExportImportTest, StorageStatsVerifyVacuumMigrate) {
   Populate("a.db");
-  CliRun stats = Engram("a.db", "--json storage stats");
-  ASSERT_EQ(stats.exit_code, 0) << stats.err;
-  json s = json::parse(stats.out);
-  EXPECT_EQ(s["backend"], "sqlite");
-  EXPECT_EQ(s["episodes"], 3);
-  EXPECT_EQ(s["completed_episodes"], 1);
-  EXPECT_EQ(s["steps"], 3);
+  json s = Stats("a.db", "sqlite", 3, 1, 3);
   EXPECT_GE(s["schema_version"].get<int>(), 1);
   EXPECT_NE(s["location"].get<std::string>().find("a.db"), std::string::npos);
   EXPECT_GT(s["files"]["db"].get<int64_t>(), 0);
@@ -309,6 +389,252 @@ TEST_F(ExportImportTest, VerifyNamesTheBadEpisodes) {
   EXPECT_EQ(text.exit_code, 1);
   EXPECT_NE(text.out.find("problem: " + ids[2]), std::string::npos) << text.out;
   EXPECT_NE(text.out.find("FAILED: 3 episodes read, 1 bad"), std::string::npos) << text.out;
+}
+
+// Episodes that use every field the data model has: every outcome kind with verification,
+// steps with and without a result, timeouts, NaN-free awkward doubles, unicode and control
+// characters, a step output near the 1 MiB limit, an episode in progress without steps.
+std::vector<json> RichEpisodes() {
+  std::string long_output;
+  for (int i = 0; long_output.size() < 900'000; ++i) {
+    long_output += "line " + std::to_string(i) + ": résumé ✓ 日本語 \t tab \\ backslash \"quote\" \x01\n";
+  }
+  json partial = {
+      {"episode_id", "01a21ed1-0000-7000-8000-000000000001"},
+      {"task_description", "Partial: é中🚀 control \x01\x1f and \"quotes\""},
+      {"task_type", "refactoring"},
+      {"context",
+       {{"domain", "alpha"}, {"language", "c++"}, {"framework", "qt"}, {"complexity", "complex"},
+        {"tags", {"t1", "t2"}}, {"repo", "git@example.com:a/b.git"}, {"commit", "0123456789abcdef"}}},
+      {"start_time", "2026-01-02T03:04:05.006Z"},
+      {"end_time", "2026-01-02T03:14:05.999Z"},
+      {"steps",
+       {{{"step_number", 1},
+         {"timestamp", "2026-01-02T03:04:06.001Z"},
+         {"tool", "bash"},
+         {"action", "make -j2"},
+         {"parameters",
+          {{"a", {1, 2.5, -0.0, 1e-9, 123456789012345678LL}},
+           {"b", {{"c", nullptr}, {"d", true}, {"ü", "x"}}},
+           {"e", 0.30000000000000004}}},
+         {"result", {{"status", "timeout"}, {"output", long_output}, {"message", "took too long"}}},
+         {"latency_ms", 987654},
+         {"tokens_used", 0}},
+        {{"step_number", 2}, {"timestamp", "2026-01-02T03:04:07.000Z"}, {"tool", "read"}, {"action", "no result"},
+         {"parameters", json::object()}},
+        {{"step_number", 3},
+         {"timestamp", "2026-01-02T03:04:08.123Z"},
+         {"tool", "edit"},
+         {"action", "x"},
+         {"parameters", json::object()},
+         {"result", {{"status", "success"}}},
+         {"latency_ms", 0}}}},
+      {"outcome",
+       {{"type", "partial_success"},
+        {"verdict", "half"},
+        {"completed", {"a", "b"}},
+        {"failed", {"c"}},
+        {"verification",
+         {{"tests_passed", 10}, {"tests_failed", 2}, {"build_ok", false}, {"lint_warnings", 7},
+          {"coverage_pct", 33.333333333333336}}}}},
+      {"reward",
+       {{"total", 0.3333333333333333}, {"base", 0.6666666666666666}, {"efficiency", 0.5000000000000001},
+        {"complexity_bonus", 1.2}, {"quality_multiplier", 0.7}, {"learning_bonus", 1e-17}}},
+      {"reflection", {{"successes", {"s"}}, {"improvements", json::array()}, {"insights", {"i1", "i2"}}}},
+      {"pattern_ids", {"01a21ed1-0000-7000-8000-0000000000aa"}},
+      {"tags", {"z", "a"}},
+      {"metadata", {{"nested", {{"deep", {{{"k", "v"}}}}}}, {"n", -12.5}, {"big", 1.7976931348623157e308}}}};
+  json failure = {
+      {"episode_id", "01a21ed1-0000-7000-8000-000000000002"},
+      {"task_description", "Failure"},
+      {"task_type", "testing"},
+      {"context", {{"domain", "beta"}, {"complexity", "simple"}, {"tags", json::array()}}},
+      {"start_time", "2026-01-03T00:00:00.000Z"},
+      {"end_time", "2026-01-03T00:00:00.001Z"},
+      {"steps",
+       {{{"step_number", 1}, {"timestamp", "2026-01-03T00:00:00.000Z"}, {"tool", "t"}, {"action", "a"},
+         {"parameters", json::object()}, {"result", {{"status", "error"}, {"output", ""}, {"message", ""}}}}}},
+      {"outcome", {{"type", "failure"}, {"reason", "it broke"}, {"error_details", "trace\nline 2"}}},
+      {"reward",
+       {{"total", 0.0}, {"base", 0.0}, {"efficiency", 1.0}, {"complexity_bonus", 1.0}, {"quality_multiplier", 1.0},
+        {"learning_bonus", 0.0}}},
+      {"reflection", {{"successes", json::array()}, {"improvements", json::array()}, {"insights", json::array()}}},
+      {"pattern_ids", json::array()},
+      {"tags", json::array()},
+      {"metadata", json::object()}};
+  json in_progress = {{"episode_id", "01a21ed1-0000-7000-8000-000000000003"},
+                      {"task_description", "In progress, no steps yet"},
+                      {"task_type", "other"},
+                      {"context", {{"domain", "gamma"}, {"complexity", "moderate"}, {"tags", json::array()}}},
+                      {"start_time", "2026-01-04T00:00:00.000Z"},
+                      {"steps", json::array()},
+                      {"pattern_ids", json::array()},
+                      {"tags", json::array()},
+                      {"metadata", json::object()}};
+  return {partial, failure, in_progress};
+}
+
+std::string ToJsonl(const std::vector<json>& episodes) {
+  std::string text;
+  for (const json& e : episodes) text += e.dump() + "\n";
+  return text;
+}
+
+TEST_F(ExportImportTest, SqliteToPostgresToSqliteIsByteIdentical) {
+  if (!testing::TestPgSkipReason().empty()) GTEST_SKIP() << testing::TestPgSkipReason();
+  WriteFile(dir_.File("rich.jsonl"), ToJsonl(RichEpisodes()));
+  CliRun seeded = Engram("a.db", "import " + testing::ShellQuote(dir_.File("rich.jsonl")));
+  ASSERT_EQ(seeded.exit_code, 0) << seeded.err;
+  Populate("a.db");  // scored and reflected by engram itself, one still in progress
+  CliRun ex = Engram("a.db", "export -o " + testing::ShellQuote(dir_.File("a.jsonl")));
+  ASSERT_EQ(ex.exit_code, 0) << ex.err;
+  const std::string a = ReadFile(dir_.File("a.jsonl"));
+  ASSERT_EQ(Lines(a).size(), 6u);
+  for (const json& e : RichEpisodes()) EXPECT_NE(a.find(e.dump() + "\n"), std::string::npos) << e["episode_id"];
+
+  const std::string pg = PgStoreUrl(dir_.File("pg"));
+  ASSERT_FALSE(pg.empty());
+  const std::string a_file = testing::ShellQuote(dir_.File("a.jsonl"));
+  CliRun im = Engram(pg, "import " + a_file);
+  ASSERT_EQ(im.exit_code, 0) << im.err;
+  EXPECT_EQ(im.out, "added 6, updated 0, skipped 0, errors 0\n");
+  CliRun ex_pg = Engram(pg, "export -o " + testing::ShellQuote(dir_.File("b.jsonl")));
+  ASSERT_EQ(ex_pg.exit_code, 0) << ex_pg.err;
+  const std::string b = ReadFile(dir_.File("b.jsonl"));
+  EXPECT_EQ(Canonical(b), Canonical(a));
+  EXPECT_EQ(b, a);  // export's own order is already canonical (by episode id)
+  EXPECT_EQ(Engram(pg, "export --domain web-api").out, Engram("a.db", "export --domain web-api").out);
+
+  // Importing again changes nothing, from either side.
+  EXPECT_EQ(Engram(pg, "import " + a_file).out, "added 0, updated 0, skipped 6, errors 0\n");
+  EXPECT_EQ(Engram(pg, "import " + testing::ShellQuote(dir_.File("b.jsonl"))).out,
+            "added 0, updated 0, skipped 6, errors 0\n");
+  EXPECT_EQ(Engram("a.db", "import " + testing::ShellQuote(dir_.File("b.jsonl"))).out,
+            "added 0, updated 0, skipped 6, errors 0\n");
+
+  // And back: PostgreSQL -> JSONL -> a new SQLite store -> JSONL.
+  CliRun back = Engram("c.db", "import - < " + testing::ShellQuote(dir_.File("b.jsonl")));
+  ASSERT_EQ(back.exit_code, 0) << back.err;
+  EXPECT_EQ(back.out, "added 6, updated 0, skipped 0, errors 0\n");
+  EXPECT_EQ(Engram("c.db", "export").out, b);
+  EXPECT_EQ(json::parse(Engram(pg, "--json storage verify").out)["checked"], 6);
+}
+
+TEST_F(ExportImportTest, ALineThePostgresStoreCannotHoldIsReportedAndTheRestImported) {
+  if (!testing::TestPgSkipReason().empty()) GTEST_SKIP() << testing::TestPgSkipReason();
+  std::vector<json> episodes = RichEpisodes();
+  // SQLite keeps a NUL character in a step's output; PostgreSQL text cannot.
+  episodes[1]["steps"][0]["result"]["output"] = std::string("binary\0output", 13);
+  WriteFile(dir_.File("nul.jsonl"), ToJsonl(episodes));
+  ASSERT_EQ(Engram("a.db", "import " + testing::ShellQuote(dir_.File("nul.jsonl"))).exit_code, 0);
+  const std::string a = Engram("a.db", "export").out;
+  ASSERT_EQ(Lines(a).size(), 3u);
+  WriteFile(dir_.File("a.jsonl"), a);
+
+  const std::string pg = PgStoreUrl(dir_.File("pg"));
+  ASSERT_FALSE(pg.empty());
+  CliRun r = Engram(pg, "import " + testing::ShellQuote(dir_.File("a.jsonl")));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "added 2, updated 0, skipped 0, errors 1\n");
+  EXPECT_NE(r.err.find("line 2: episode " + episodes[1]["episode_id"].get<std::string>()), std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("NUL"), std::string::npos) << r.err;
+  std::vector<std::string> lines = Lines(a);
+  EXPECT_EQ(Engram(pg, "export").out, lines[0] + "\n" + lines[2] + "\n");
+}
+
+TEST_F(ExportImportTest, PostgresStorageStatsVerifyVacuumMigrate) {
+  if (!testing::TestPgSkipReason().empty()) GTEST_SKIP() << testing::TestPgSkipReason();
+  const std::string pg = PgStoreUrl(dir_.File("pg"));
+  ASSERT_FALSE(pg.empty());
+
+  CliRun fresh = Engram(pg, "--json storage migrate");
+  ASSERT_EQ(fresh.exit_code, 0) << fresh.err;
+  json m = json::parse(fresh.out);
+  EXPECT_EQ(m["backend"], "postgres");
+  EXPECT_EQ(m["schema_version_before"], 0);
+  EXPECT_GE(m["schema_version_after"].get<int>(), 3);
+  CliRun again = Engram(pg, "storage migrate");
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(again.out, "schema version: " + std::to_string(m["schema_version_after"].get<int>()) + " -> " +
+                           std::to_string(m["schema_version_after"].get<int>()) + " (already current)\n");
+
+  WriteFile(dir_.File("rich.jsonl"), ToJsonl(RichEpisodes()));
+  ASSERT_EQ(Engram(pg, "import " + testing::ShellQuote(dir_.File("rich.jsonl"))).exit_code, 0);
+  json st = Stats(pg, "postgres", 3, 2, 4);
+  EXPECT_EQ(st["schema_version"], m["schema_version_after"]);
+  EXPECT_EQ(st["location"].get<std::string>().find("password"), std::string::npos);
+  EXPECT_FALSE(st.contains("files"));
+  ASSERT_TRUE(st["tables"].contains("episodes"));
+  EXPECT_GT(st["tables"]["steps"].get<int64_t>(), 0);
+  EXPECT_GT(st["table_bytes"].get<int64_t>(), st["tables"]["steps"].get<int64_t>());
+  CliRun text = Engram(pg, "storage stats");
+  EXPECT_NE(text.out.find("episodes:  3 (2 completed)"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("tables:    "), std::string::npos) << text.out;
+
+  CliRun verify = Engram(pg, "storage verify");
+  EXPECT_EQ(verify.exit_code, 0) << verify.err;
+  EXPECT_NE(verify.out.find("ok: 3 episodes read, 0 bad"), std::string::npos) << verify.out;
+
+  // Vacuum (ANALYZE) records the live row counts the planner uses (reltuples: -1 on a table
+  // never analyzed; too few rows here for autovacuum to have done it). The sizes are only
+  // reported: VACUUM may add free-space and visibility maps, so "after" can be larger.
+  ASSERT_EQ(Engram(pg, "episode delete --yes " + RichEpisodes()[1]["episode_id"].get<std::string>()).exit_code, 0);
+  CliRun vac = Engram(pg, "--json storage vacuum");
+  ASSERT_EQ(vac.exit_code, 0) << vac.err;
+  json v = json::parse(vac.out);
+  EXPECT_GT(v["bytes_before"].get<int64_t>(), 0);
+  EXPECT_GT(v["bytes_after"].get<int64_t>(), 0);
+  EXPECT_NE(std::find(v["tables"].begin(), v["tables"].end(), "episodes"), v["tables"].end()) << v;
+  EXPECT_NE(std::find(v["tables"].begin(), v["tables"].end(), "steps"), v["tables"].end()) << v;
+  const std::string where = "c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())";
+  EXPECT_EQ(PgScalar(pg, "SELECT reltuples::bigint FROM pg_class c WHERE relname = 'episodes' AND " + where), "2");
+  EXPECT_EQ(PgScalar(pg, "SELECT reltuples::bigint FROM pg_class c WHERE relname = 'steps' AND " + where), "3");
+  CliRun vac_text = Engram(pg, "storage vacuum");
+  EXPECT_EQ(vac_text.exit_code, 0) << vac_text.err;
+  EXPECT_NE(vac_text.out.find("vacuumed and analyzed"), std::string::npos) << vac_text.out;
+  EXPECT_EQ(Lines(Engram(pg, "export").out).size(), 2u);
+  Stats(pg, "postgres", 2, 1, 3);
+}
+
+TEST_F(ExportImportTest, ProgressBarsOnlyOnATerminal) {
+  if (system("command -v script >/dev/null 2>&1") != 0) GTEST_SKIP() << "needs script(1) for a terminal";
+  Populate("a.db");
+  // Not a terminal (stderr is a file here): no bar, whatever the command.
+  CliRun ex = Engram("a.db", "export -o " + testing::ShellQuote(dir_.File("a.jsonl")));
+  ASSERT_EQ(ex.exit_code, 0) << ex.err;
+  EXPECT_EQ(ex.err, "");
+  CliRun im = Engram("b.db", "import " + testing::ShellQuote(dir_.File("a.jsonl")));
+  ASSERT_EQ(im.exit_code, 0) << im.err;
+  EXPECT_EQ(im.err, "");
+
+  // On a terminal (script(1) gives the command a pseudo-terminal; its output is the screen).
+  auto on_tty = [&](const std::string& store, const std::string& args) {
+    std::string cmd = "env -u ENGRAM_CONFIG -u ENGRAM_STORE XDG_CONFIG_HOME=" +
+                      testing::ShellQuote(dir_.File("config")) + " " ENGRAM_BINARY " --db " +
+                      testing::ShellQuote(dir_.File(store)) + " " + args;
+    testing::ShellResult r = testing::RunShell("script -qec " + testing::ShellQuote(cmd) + " /dev/null </dev/null");
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+    return r.out;
+  };
+  const std::string full = "[" + std::string(30, '#') + "] ";
+  std::string screen = on_tty("a.db", "export -o " + testing::ShellQuote(dir_.File("t.jsonl")));
+  EXPECT_NE(screen.find("\r" + full + "3/3 episodes"), std::string::npos) << screen;
+  EXPECT_EQ(ReadFile(dir_.File("t.jsonl")), ReadFile(dir_.File("a.jsonl")));  // the file has no bar in it
+  screen = on_tty("c.db", "import " + testing::ShellQuote(dir_.File("a.jsonl")));
+  EXPECT_NE(screen.find("\r" + full + "3/3 lines"), std::string::npos) << screen;
+  EXPECT_NE(screen.find("added 3, updated 0, skipped 0, errors 0"), std::string::npos) << screen;
+  screen = on_tty("d.db", "import --strict " + testing::ShellQuote(dir_.File("a.jsonl")));
+  EXPECT_NE(screen.find("\r" + full + "3/3 lines checked"), std::string::npos) << screen;
+
+  // With --json, and when the episodes themselves go to the terminal: no bar.
+  screen = on_tty("a.db", "--json export -o " + testing::ShellQuote(dir_.File("t.jsonl")));
+  EXPECT_EQ(screen.find("["), std::string::npos) << screen;
+  screen = on_tty("e.db", "--json import " + testing::ShellQuote(dir_.File("a.jsonl")));
+  EXPECT_EQ(screen.find("#"), std::string::npos) << screen;
+  screen = on_tty("a.db", "export");
+  EXPECT_EQ(screen.find("\r["), std::string::npos) << screen;
+  EXPECT_EQ(Lines(screen).size(), 3u) << screen;
 }
 
 }  // namespace

@@ -12,23 +12,6 @@
 namespace engram::postgres {
 namespace {
 
-// libpq messages end in a newline and may span lines ("server closed the connection
-// unexpectedly\n\tThis probably means..."); one line reads better inside our messages.
-std::string OneLine(const char* text) {
-  std::string out;
-  if (text == nullptr) return out;
-  for (const char* p = text; *p != '\0'; ++p) {
-    char c = *p;
-    if (c == '\n' || c == '\t' || c == '\r') {
-      if (!out.empty() && out.back() != ' ') out += ' ';
-    } else {
-      out += c;
-    }
-  }
-  while (!out.empty() && out.back() == ' ') out.pop_back();
-  return out;
-}
-
 std::string Field(const PGresult* result, int field) {
   if (result == nullptr) return std::string();
   const char* v = PQresultErrorField(result, field);
@@ -50,6 +33,21 @@ std::string Describe(std::string_view sql) {
 void NoticeToLog(void*, const char* message) { LogDebug("PostgreSQL notice", {{"notice", OneLine(message)}}); }
 
 }  // namespace
+
+std::string OneLine(const char* text) {
+  std::string out;
+  if (text == nullptr) return out;
+  for (const char* p = text; *p != '\0'; ++p) {
+    char c = *p;
+    if (c == '\n' || c == '\t' || c == '\r') {
+      if (!out.empty() && out.back() != ' ') out += ' ';
+    } else {
+      out += c;
+    }
+  }
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  return out;
+}
 
 bool IsTransientConflict(std::string_view sqlstate) {
   return sqlstate == "40001" || sqlstate == "40P01";  // serialization_failure, deadlock_detected
@@ -181,20 +179,24 @@ std::optional<double> PgResult::OptDouble(int row, int col) const {
 
 // ---- Connection ----
 
-Result<std::unique_ptr<Connection>> Connection::Open(const ConnectOptions& options) {
+ConnectParams::ConnectParams(const ConnectOptions& options) {
   // dbname comes first and is expanded as a whole connection string (URL or key=value);
   // the keywords after it override what it says.
   int64_t timeout_s = (options.connect_timeout.count() + 999) / 1000;
-  std::string timeout = std::to_string(timeout_s < 2 ? 2 : timeout_s);
-  std::vector<const char*> keys = {"dbname", "connect_timeout", "client_encoding", "fallback_application_name"};
-  std::vector<const char*> values = {options.conninfo.c_str(), timeout.c_str(), "UTF8", "engram"};
+  timeout_ = std::to_string(timeout_s < 2 ? 2 : timeout_s);
+  keys_ = {"dbname", "connect_timeout", "client_encoding", "fallback_application_name"};
+  values_ = {options.conninfo.c_str(), timeout_.c_str(), "UTF8", "engram"};
   if (!options.password.empty()) {
-    keys.push_back("password");
-    values.push_back(options.password.c_str());
+    keys_.push_back("password");
+    values_.push_back(options.password.c_str());
   }
-  keys.push_back(nullptr);
-  values.push_back(nullptr);
-  PGconn* conn = PQconnectdbParams(keys.data(), values.data(), /*expand_dbname=*/1);
+  keys_.push_back(nullptr);
+  values_.push_back(nullptr);
+}
+
+Result<std::unique_ptr<Connection>> Connection::Open(const ConnectOptions& options) {
+  ConnectParams params(options);
+  PGconn* conn = PQconnectdbParams(params.keys(), params.values(), /*expand_dbname=*/1);
   if (conn == nullptr) return UnavailableError("cannot connect to PostgreSQL: out of memory");
   if (PQstatus(conn) != CONNECTION_OK) {
     std::string reason = OneLine(PQerrorMessage(conn));

@@ -86,6 +86,24 @@ struct ConnectOptions {
   std::string display;   // the masked conninfo, for messages
 };
 
+// The keyword and value arrays (NULL-terminated, expand_dbname = 1) that libpq's
+// PQconnectdbParams / PQconnectStartParams take for `options`. Borrows `options`, which must
+// outlive it. Not thread-safe: owned by one thread.
+class ConnectParams {
+ public:
+  explicit ConnectParams(const ConnectOptions& options);
+  ConnectParams(const ConnectParams&) = delete;
+  ConnectParams& operator=(const ConnectParams&) = delete;
+
+  const char* const* keys() const { return keys_.data(); }
+  const char* const* values() const { return values_.data(); }
+
+ private:
+  std::string timeout_;
+  std::vector<const char*> keys_;
+  std::vector<const char*> values_;
+};
+
 // One libpq connection. Not thread-safe: the backend's pool hands each to one caller at
 // a time.
 class Connection {
@@ -125,6 +143,10 @@ class Connection {
   std::string last_sqlstate_;
   std::string last_constraint_;
 };
+
+// A libpq message on one line: libpq's end in a newline and may span lines ("server
+// closed the connection unexpectedly\n\tThis probably means..."). "" for nullptr.
+std::string OneLine(const char* text);
 
 // True for failures a caller may retry as they are: serialization failures and
 // deadlocks (the transaction was rolled back whole).

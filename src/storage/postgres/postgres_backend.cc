@@ -3,6 +3,7 @@
 #include <libpq-fe.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <set>
 #include <thread>
 
@@ -566,38 +567,93 @@ Status RunTransaction(ConnectionPool& pool, TxMode mode, const std::function<Sta
 
 // ---- PostgresBackend ----
 
-Status BumpGeneration(Connection& conn) {
-  ENGRAM_ASSIGN_OR_RETURN(PgResult r,
-                          conn.Query("UPDATE engram_state SET generation = generation + 1 WHERE id = 1", Params()));
-  if (r.affected() != 1) return DataLossError("the engram_state row of the store is missing");
+std::string ChangeChannel(std::string_view schema) {
+  constexpr std::string_view kPrefix = "engram_changes_";
+  constexpr size_t kMaxName = 63;  // NAMEDATALEN - 1
+  if (kPrefix.size() + schema.size() <= kMaxName) return std::string(kPrefix) + std::string(schema);
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char c : schema) h = (h ^ c) * 1099511628211ull;
+  char hex[17];
+  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(h));
+  return std::string(kPrefix) + hex;
+}
+
+std::vector<std::string> ChangePayloads(int64_t generation, std::span<const std::string> changed) {
+  const std::string gen = std::to_string(generation);
+  std::vector<std::string> payloads;
+  if (changed.empty()) return {gen};
+  for (const std::string& id : changed) {
+    // Such an id cannot be told apart in the list: listeners drop every cached episode.
+    if (id.empty() || id.size() > kMaxNotifiedIdBytes || id.find(',') != std::string::npos) return {gen + " *"};
+  }
+  std::string current;
+  for (const std::string& id : changed) {
+    if (!current.empty() && gen.size() + 2 + current.size() + 1 + id.size() > kMaxNotifyPayload) {
+      payloads.push_back(gen + "+ " + current);
+      current.clear();
+    }
+    if (!current.empty()) current += ',';
+    current += id;
+  }
+  payloads.push_back(gen + " " + current);
+  return payloads;
+}
+
+Status NotifyChange(Connection& conn, const std::string& channel, int64_t generation,
+                    std::span<const std::string> changed) {
+  std::vector<std::string> payloads = ChangePayloads(generation, changed);
+  if (payloads.size() == 1) {
+    ENGRAM_ASSIGN_OR_RETURN(PgResult r, conn.Query("SELECT pg_notify($1, $2)", Params().Text(channel).Text(payloads[0])));
+    return OkStatus();
+  }
+  // A large import: every payload in one round trip, sent in array order (a function scan
+  // reads the array in order), so the unmarked last one still comes last.
+  std::vector<std::optional<std::string>> list(payloads.begin(), payloads.end());
+  ENGRAM_ASSIGN_OR_RETURN(PgResult r, conn.Query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p",
+                                                 Params().Text(channel).TextArray(list)));
   return OkStatus();
 }
 
-PostgresBackend::PostgresBackend(std::shared_ptr<ConnectionPool> pool, int schema_version)
-    : pool_(std::move(pool)), schema_version_(schema_version) {}
+Status BumpGeneration(Connection& conn, const std::string& channel, std::span<const std::string> changed) {
+  ENGRAM_ASSIGN_OR_RETURN(
+      PgResult r,
+      conn.Query("UPDATE engram_state SET generation = generation + 1 WHERE id = 1 RETURNING generation", Params()));
+  if (r.rows() != 1) return DataLossError("the engram_state row of the store is missing");
+  return NotifyChange(conn, channel, r.Int(0, 0), changed);
+}
 
-Status PostgresBackend::RunWrite(const std::function<Status(Connection&)>& fn) {
+PostgresBackend::PostgresBackend(std::shared_ptr<ConnectionPool> pool, int schema_version, std::string channel)
+    : pool_(std::move(pool)), schema_version_(schema_version), channel_(std::move(channel)) {}
+
+Status PostgresBackend::RunWrite(const std::function<Status(Connection&)>& fn, std::span<const std::string> changed) {
   return RunTransaction(*pool_, TxMode::kWrite, [&](Connection& conn) -> Status {
     ENGRAM_RETURN_IF_ERROR(fn(conn));
-    return BumpGeneration(conn);
+    return BumpGeneration(conn, channel_, changed);
   });
 }
 
 Status PostgresBackend::CreateEpisode(const Episode& episode) {
   ENGRAM_RETURN_IF_ERROR(CheckEpisodeLimits(episode));
-  return RunWrite([&](Connection& conn) { return WriteEpisode(conn, episode, /*replace=*/false); });
+  return RunWrite([&](Connection& conn) { return WriteEpisode(conn, episode, /*replace=*/false); },
+                  std::span<const std::string>(&episode.episode_id, 1));
 }
 
 Status PostgresBackend::PutEpisodes(std::span<const Episode> episodes) {
   for (const Episode& e : episodes) ENGRAM_RETURN_IF_ERROR(CheckEpisodeLimits(e));
-  return RunWrite([&](Connection& conn) -> Status {
-    for (const Episode& e : episodes) ENGRAM_RETURN_IF_ERROR(WriteEpisode(conn, e, /*replace=*/true));
-    return OkStatus();
-  });
+  std::vector<std::string> ids;
+  ids.reserve(episodes.size());
+  for (const Episode& e : episodes) ids.push_back(e.episode_id);
+  return RunWrite(
+      [&](Connection& conn) -> Status {
+        for (const Episode& e : episodes) ENGRAM_RETURN_IF_ERROR(WriteEpisode(conn, e, /*replace=*/true));
+        return OkStatus();
+      },
+      ids);
 }
 
 Result<int> PostgresBackend::AppendStep(std::string_view episode_id, const Step& step) {
   int number = 0;
+  const std::string changed(episode_id);
   Status s = RunWrite([&](Connection& conn) -> Status {
     ENGRAM_ASSIGN_OR_RETURN(PgResult state, conn.Query(kLockEpisodeSql, Params().Text(episode_id)));
     if (state.rows() == 0) return NotFoundError("no episode " + std::string(episode_id));
@@ -631,7 +687,7 @@ Result<int> PostgresBackend::AppendStep(std::string_view episode_id, const Step&
     ENGRAM_ASSIGN_OR_RETURN(PgResult bumped, conn.Query(kBumpStepsSql, Params().Text(episode_id).Int(added)));
     number = numbered.step_number;
     return OkStatus();
-  });
+  }, std::span<const std::string>(&changed, 1));
   if (!s.ok()) return s;
   return number;
 }
@@ -658,7 +714,7 @@ Status PostgresBackend::CompleteEpisode(const Episode& e) {
     ENGRAM_ASSIGN_OR_RETURN(PgResult updated, conn.Query(kCompleteSql, p));
     // The steps in `e` are the stored ones (their count was just checked under the lock).
     return IndexEpisode(conn, e);
-  });
+  }, std::span<const std::string>(&e.episode_id, 1));
 }
 
 Result<Episode> PostgresBackend::GetEpisode(std::string_view episode_id) {
@@ -690,13 +746,14 @@ Result<std::unique_ptr<EpisodeStream>> PostgresBackend::ListEpisodes(const Episo
 
 Result<bool> PostgresBackend::DeleteEpisode(std::string_view episode_id) {
   bool deleted = false;
+  const std::string changed(episode_id);
   ENGRAM_RETURN_IF_ERROR(RunWrite([&](Connection& conn) -> Status {
     // Steps, the index entry (and its term counts, by trigger) and the vector go with the
     // episode (ON DELETE CASCADE).
     ENGRAM_ASSIGN_OR_RETURN(PgResult r, conn.Query(kDeleteEpisodeSql, Params().Text(episode_id)));
     deleted = r.affected() > 0;
     return OkStatus();
-  }));
+  }, std::span<const std::string>(&changed, 1)));
   return deleted;
 }
 
@@ -827,7 +884,14 @@ Result<std::unique_ptr<StorageBackend>> OpenPostgresBackend(const PostgresOption
     ENGRAM_RETURN_IF_ERROR(
         RunTransaction(*pool, TxMode::kWrite, [&](Connection& conn) { return MigrateStep(conn, target, &version); }));
   }
-  return std::unique_ptr<StorageBackend>(std::make_unique<PostgresBackend>(std::move(pool), version));
+  std::string schema;
+  ENGRAM_RETURN_IF_ERROR(RunTransaction(*pool, TxMode::kSnapshot, [&](Connection& conn) -> Status {
+    ENGRAM_ASSIGN_OR_RETURN(PgResult r, conn.Query("SELECT current_schema()", Params()));
+    schema = r.Text(0, 0);  // not NULL: the migration checked there is one
+    return OkStatus();
+  }));
+  return std::unique_ptr<StorageBackend>(
+      std::make_unique<PostgresBackend>(std::move(pool), version, ChangeChannel(schema)));
 }
 
 }  // namespace engram

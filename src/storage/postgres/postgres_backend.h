@@ -83,7 +83,8 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool> {
 // Thread-safe.
 class PostgresBackend final : public StorageBackend {
  public:
-  PostgresBackend(std::shared_ptr<ConnectionPool> pool, int schema_version);
+  // `channel`: where every write transaction announces what it changed (ChangeChannel).
+  PostgresBackend(std::shared_ptr<ConnectionPool> pool, int schema_version, std::string channel);
 
   // StorageBackend
   std::string Name() const override { return "postgres"; }
@@ -122,10 +123,12 @@ class PostgresBackend final : public StorageBackend {
  private:
   // RunTransaction(kWrite) that bumps the store's generation as its last statement, so
   // the row lock on the one generation row is held only for the commit.
-  Status RunWrite(const std::function<Status(Connection&)>& fn);
+  // `changed` are the episodes whose stored form the write may change (announced with it).
+  Status RunWrite(const std::function<Status(Connection&)>& fn, std::span<const std::string> changed = {});
 
   const std::shared_ptr<ConnectionPool> pool_;
   const int schema_version_;
+  const std::string channel_;
 };
 
 enum class TxMode {
@@ -142,8 +145,34 @@ Status RunTransaction(ConnectionPool& pool, TxMode mode, const std::function<Sta
 
 // ---- Shared by postgres_backend.cc, postgres_search.cc and postgres_patterns.cc ----
 
-// Adds 1 to the store's generation (engram_state). Every write transaction calls it last.
-Status BumpGeneration(Connection& conn);
+// Adds 1 to the store's generation (engram_state) and announces the write on `channel`
+// (NotifyChange). Every write transaction calls it last.
+Status BumpGeneration(Connection& conn, const std::string& channel, std::span<const std::string> changed);
+
+// ---- Change notifications (read by PostgresChangeListener) ----
+//
+// Every write transaction, as its last statements, sends NOTIFY on the schema's channel
+// (delivered to listeners only if and when it commits, in commit order, which is also
+// generation order since the generation row stays locked until commit). The payload is
+// "<generation>" followed by " <id>,<id>,..." when the write changed episodes, or by " *"
+// when it changed episodes it cannot name (an id with ',' or longer than kMaxNotifiedIdBytes).
+// Payloads stay below kMaxNotifyPayload bytes (PostgreSQL's limit is 8000): a longer list is
+// split over several notifications, every one but the last marked "<generation>+ ...".
+
+inline constexpr size_t kMaxNotifyPayload = 7900;
+inline constexpr size_t kMaxNotifiedIdBytes = 1000;
+
+// The channel of the schema `schema`: "engram_changes_<schema>", or, when that would pass
+// PostgreSQL's 63-byte limit on names, "engram_changes_" and a hash of the schema.
+std::string ChangeChannel(std::string_view schema);
+
+// The payloads announcing that the write that brought the store to `generation` changed
+// `changed` (none: a write that changes no episode, such as a pattern merge).
+std::vector<std::string> ChangePayloads(int64_t generation, std::span<const std::string> changed);
+
+// Sends the ChangePayloads of a write on `channel`, inside the caller's transaction.
+Status NotifyChange(Connection& conn, const std::string& channel, int64_t generation,
+                    std::span<const std::string> changed);
 
 // Brings the full-text entry of `e` in line with it inside the caller's transaction: a
 // completed episode's SearchDocument is (re)written, an episode in progress has none.

@@ -120,10 +120,11 @@ constexpr const char* kCompletedAmongSql =
     "SELECT episode_id FROM episodes WHERE episode_id = ANY($1::text[]) AND outcome_kind IS NOT NULL "
     "FOR KEY SHARE";
 // Takes `n` vector sequence numbers and bumps the generation, under the state row's lock;
-// returns the last number before them and the space as of this (latest committed) row.
+// returns the last number before them, the space as of this (latest committed) row and the
+// new generation.
 constexpr const char* kTakeSeqSql =
     "UPDATE engram_state SET vector_seq = vector_seq + $1::bigint, generation = generation + 1 WHERE id = 1 "
-    "RETURNING vector_seq - $1::bigint, embedding_provider, embedding_model, embedding_dimension";
+    "RETURNING vector_seq - $1::bigint, embedding_provider, embedding_model, embedding_dimension, generation";
 constexpr const char* kUpsertVectorsSql =
     "INSERT INTO episode_vectors (episode_id, space, seq, vector) "
     "SELECT u.episode_id, $2::text, $3::bigint + u.i, decode(u.hex, 'hex') "
@@ -383,14 +384,18 @@ Status IndexAllCompleted(Connection& conn) {
 // ---- PostgresBackend: retrieval index ----
 
 Result<int64_t> PostgresBackend::Generation() {
-  int64_t generation = 0;
-  ENGRAM_RETURN_IF_ERROR(RunTransaction(*pool_, TxMode::kSnapshot, [&](Connection& conn) -> Status {
-    ENGRAM_ASSIGN_OR_RETURN(PgResult r, conn.Query(kGenerationSql, Params()));
-    if (r.rows() != 1) return DataLossError("the engram_state row of the store is missing");
-    generation = r.Int(0, 0);
-    return OkStatus();
-  }));
-  return generation;
+  // One statement outside a transaction block is its own snapshot, so BEGIN and COMMIT
+  // would only add round trips; the cache in front of PostgreSQL asks before every hit.
+  for (int attempt = 0;; ++attempt) {
+    ENGRAM_ASSIGN_OR_RETURN(PooledConnection conn, pool_->Acquire());
+    Result<PgResult> r = conn->Query(kGenerationSql, Params());
+    if (r.ok()) {
+      if (r->rows() != 1) return DataLossError("the engram_state row of the store is missing");
+      return r->Int(0, 0);
+    }
+    // Like RunTransaction: an idle connection that died under a restart is replaced once.
+    if (attempt > 0 || !conn.reused() || !conn->broken()) return r.status();
+  }
 }
 
 Result<std::vector<TextHit>> PostgresBackend::SearchText(const TextSearchRequest& request) {
@@ -494,7 +499,8 @@ Status PostgresBackend::PutVectors(const EmbeddingSpace& space, std::span<const 
     if (SpaceAt(seq, 1) != space) return not_recorded(SpaceAt(seq, 1));
     ENGRAM_ASSIGN_OR_RETURN(
         PgResult put, conn.Query(kUpsertVectorsSql, Params().TextArray(ids).Text(space.Key()).Int(seq.Int(0, 0)).TextArray(hex)));
-    return OkStatus();
+    // Vectors are no part of a cached episode: the notice only moves listeners' generation.
+    return NotifyChange(conn, channel_, seq.Int(0, 4), {});
   });
 }
 
