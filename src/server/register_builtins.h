@@ -2,6 +2,9 @@
 // and prompt engram serves, in one place.
 #pragma once
 
+#include <functional>
+#include <string>
+
 #include "engram/memory.h"
 #include "learning/learning.h"
 #include "engram/status.h"
@@ -42,5 +45,10 @@ struct Builtins {
 };
 
 Status RegisterBuiltins(mcp::McpServer& server, const Builtins& builtins);
+
+// GET /metrics for the HTTP transport (HttpOptions::metrics): renders the numbers
+// get_metrics reports, from the same sources, in the Prometheus text format. `server` and
+// everything `builtins` borrows must outlive the function. Thread-safe.
+std::function<std::string()> PrometheusMetricsFor(mcp::McpServer& server, const Builtins& builtins);
 
 }  // namespace engram::server

@@ -66,6 +66,13 @@ struct HealthSources {
 // Errors: kAlreadyExists if one of them is already registered.
 Status RegisterHealthTools(McpServer& server, HealthSources sources);
 
+// The metrics get_metrics returns, read the same way, in the Prometheus text format
+// (common/prometheus.h) for GET /metrics: tool calls by tool and status, tool and storage
+// latency histograms (the store's when it is a TimedStorage), cache hits and misses, the
+// event bus and learning queues, pattern counts, the embedding circuit breaker and
+// sandbox runs and violations. Thread-safe.
+std::string RenderPrometheusMetrics(McpServer& server, HealthSources& sources);
+
 // search_patterns, recommend_patterns, recommend_playbook and analyze_patterns (the read
 // side of learning/learning.h; all in the advanced tier). `options` gives the success
 // thresholds below which patterns are not shown (copied). recommend_patterns with an

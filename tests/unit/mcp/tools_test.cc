@@ -408,6 +408,15 @@ TEST_F(ToolsTest, GetMetricsCountsWhatHappened) {
   EXPECT_EQ(m["calls_by_tool"]["add_episode_step"], 3);
   EXPECT_EQ(m["calls_by_tool"]["get_episode"], 1);
   EXPECT_GE(m["latency_ms"]["p95"].get<double>(), m["latency_ms"]["p50"].get<double>());
+  EXPECT_EQ(m["tools"]["get_episode"]["ok"], 0);
+  EXPECT_EQ(m["tools"]["get_episode"]["errors"], 1);
+  EXPECT_EQ(m["tools"]["add_episode_step"]["ok"], 3);
+  // The per-minute history (for the dashboard) holds every call of the last hour.
+  ASSERT_FALSE(m["latency_history"].empty());
+  int64_t history_calls = 0;
+  for (const Json& minute : m["latency_history"]) history_calls += minute["calls"].get<int64_t>();
+  EXPECT_EQ(history_calls, 6);
+  EXPECT_EQ(m["sandbox"], (Json{{"executions", Json::object()}, {"violations", Json::object()}}));
   EXPECT_EQ(m["events"]["running"], true);
   EXPECT_EQ(m["events"]["published"], 6);  // created, 3 × step_added, completed, reflection_generated
   EXPECT_EQ(m["events"]["dropped"], 0);
