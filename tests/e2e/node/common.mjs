@@ -87,16 +87,19 @@ export async function startHttpServer(sandbox, extraArgs = []) {
     port,
     url: new URL(`http://127.0.0.1:${port}/mcp`),
     output: () => output,
-    // SIGTERM, then the exit status; SIGKILL after 10 s.
-    async stop() {
-      if (proc.exitCode !== null || proc.signalCode !== null) return exited;
-      proc.kill('SIGTERM');
-      const timer = setTimeout(() => proc.kill('SIGKILL'), 10000);
-      const status = await exited;
-      clearTimeout(timer);
-      return status;
-    },
+    stop: () => stopProcess(proc, exited),
   };
+}
+
+// SIGTERM to `proc`, then its exit status (`exited` resolves to {code, signal}); SIGKILL
+// after 10 s.
+export async function stopProcess(proc, exited) {
+  if (proc.exitCode !== null || proc.signalCode !== null) return exited;
+  proc.kill('SIGTERM');
+  const timer = setTimeout(() => proc.kill('SIGKILL'), 10000);
+  const status = await exited;
+  clearTimeout(timer);
+  return status;
 }
 
 // Runs the engram CLI synchronously in `sandbox`.
