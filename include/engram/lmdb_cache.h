@@ -82,6 +82,10 @@ class LmdbCache : public StorageBackend {
   virtual LmdbCacheMetrics Metrics() const = 0;
   // The cache folder.
   virtual std::string CachePath() const = 0;
+  // Replaces LmdbOptions::max_entries and ::ttl for every later read and fill of this
+  // object (config reload: cache.max_entries, cache.ttl_seconds). Entries past a lowered
+  // bound go at the next fill. Other processes keep their own settings.
+  virtual void SetLimits(size_t max_entries, std::chrono::seconds ttl) = 0;
   // Drops the cached copies of `episode_ids` in every process, for writes that reached the
   // store some other way (another host's PostgreSQL NOTIFY). Errors: kUnavailable, kDataLoss
   // (the cache file is unusable).

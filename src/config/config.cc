@@ -35,10 +35,15 @@ constexpr int64_t kMaxPoolSize = 1000;
 // What a TOML value must be; environment and flag values are text parsed per key.
 enum class KeyType { kString, kInteger, kNumber };
 
+// Whether a running `engram serve` applies a new value on reload (SIGHUP or a change of the
+// config file), or only a restart does (the store, the listening address, registered tools).
+enum class Reload { kLive, kRestart };
+
 // One row of the key table.
 struct KeyDef {
   std::string_view key;
   KeyType type;
+  Reload reload;
   std::string_view env_alias;  // a short extra variable besides ENGRAM_<KEY>; may be empty
   std::string_view description;
   // The default as text. It may depend on the environment (XDG directories), so it is
@@ -196,32 +201,32 @@ std::string_view LogFormatText(LogFormat format) {
 
 
 // Rows for plain numeric, integer, text and boolean fields of Config.
-#define ENGRAM_NUMBER_KEY(NAME, FIELD, DEFAULT, MIN, MAX, DESCRIPTION)                               \
-  {NAME, KeyType::kNumber, "", DESCRIPTION,                                                         \
+#define ENGRAM_NUMBER_KEY(NAME, RELOAD, FIELD, DEFAULT, MIN, MAX, DESCRIPTION)                      \
+  {NAME, KeyType::kNumber, RELOAD, "", DESCRIPTION,                                                 \
    [](const Getenv&) -> Result<std::string> { return std::string(DEFAULT); },                       \
    [](std::string_view text, const Getenv&, Config& config) -> Status {                             \
      ENGRAM_ASSIGN_OR_RETURN(config.FIELD, ParseNumberInRange(text, MIN, MAX));                     \
      return OkStatus();                                                                             \
    },                                                                                               \
    [](const Config& config) { return FormatNumber(config.FIELD); }}
-#define ENGRAM_INTEGER_KEY(NAME, FIELD, DEFAULT, MIN, MAX, DESCRIPTION)                              \
-  {NAME, KeyType::kInteger, "", DESCRIPTION,                                                        \
+#define ENGRAM_INTEGER_KEY(NAME, RELOAD, FIELD, DEFAULT, MIN, MAX, DESCRIPTION)                     \
+  {NAME, KeyType::kInteger, RELOAD, "", DESCRIPTION,                                                \
    [](const Getenv&) -> Result<std::string> { return std::string(DEFAULT); },                       \
    [](std::string_view text, const Getenv&, Config& config) -> Status {                             \
      ENGRAM_ASSIGN_OR_RETURN(config.FIELD, ParseIntInRange(text, MIN, MAX));                        \
      return OkStatus();                                                                             \
    },                                                                                               \
    [](const Config& config) { return std::to_string(config.FIELD); }}
-#define ENGRAM_TEXT_KEY(NAME, FIELD, DEFAULT, DESCRIPTION)                                          \
-  {NAME, KeyType::kString, "", DESCRIPTION,                                                         \
+#define ENGRAM_TEXT_KEY(NAME, RELOAD, FIELD, DEFAULT, DESCRIPTION)                                  \
+  {NAME, KeyType::kString, RELOAD, "", DESCRIPTION,                                                 \
    [](const Getenv&) -> Result<std::string> { return std::string(DEFAULT); },                       \
    [](std::string_view text, const Getenv&, Config& config) -> Status {                             \
      config.FIELD = std::string(StripAsciiWhitespace(text));                                        \
      return OkStatus();                                                                             \
    },                                                                                               \
    [](const Config& config) { return config.FIELD; }}
-#define ENGRAM_BOOL_KEY(NAME, FIELD, DEFAULT, DESCRIPTION)                                          \
-  {NAME, KeyType::kString, "", DESCRIPTION,                                                         \
+#define ENGRAM_BOOL_KEY(NAME, RELOAD, FIELD, DEFAULT, DESCRIPTION)                                  \
+  {NAME, KeyType::kString, RELOAD, "", DESCRIPTION,                                                 \
    [](const Getenv&) -> Result<std::string> { return std::string(DEFAULT); },                       \
    [](std::string_view text, const Getenv&, Config& config) -> Status {                             \
      ENGRAM_ASSIGN_OR_RETURN(config.FIELD, ParseBool(text));                                        \
@@ -231,7 +236,7 @@ std::string_view LogFormatText(LogFormat format) {
 
 // The key table. Every key is settable from the file, ENGRAM_<KEY> and --set.
 const KeyDef kKeys[] = {
-    {"storage.db", KeyType::kString, "ENGRAM_DB", "path of the SQLite database file",
+    {"storage.db", KeyType::kString, Reload::kRestart, "ENGRAM_DB", "path of the SQLite database file",
      [](const Getenv& getenv) -> Result<std::string> {
        std::optional<std::string> dir = XdgDir(getenv, "XDG_DATA_HOME", "/.local/share");
        if (!dir.has_value()) {
@@ -248,7 +253,7 @@ const KeyDef kKeys[] = {
      },
      [](const Config& config) { return config.db_path; }},
 
-    {"storage.durability", KeyType::kString, "",
+    {"storage.durability", KeyType::kString, Reload::kRestart, "",
      "full: fsync every commit (survives power loss); normal: survives a process crash only",
      [](const Getenv&) -> Result<std::string> { return std::string("full"); },
      [](std::string_view text, const Getenv&, Config& config) -> Status {
@@ -257,7 +262,7 @@ const KeyDef kKeys[] = {
      },
      [](const Config& config) { return std::string(DurabilityName(config.durability)); }},
 
-    {"storage.busy_timeout_ms", KeyType::kInteger, "",
+    {"storage.busy_timeout_ms", KeyType::kInteger, Reload::kRestart, "",
      "how long a write waits for another process's lock before failing, in milliseconds",
      [](const Getenv&) -> Result<std::string> { return std::string("10000"); },
      [](std::string_view text, const Getenv&, Config& config) -> Status {
@@ -267,7 +272,7 @@ const KeyDef kKeys[] = {
      },
      [](const Config& config) { return std::to_string(config.busy_timeout.count()); }},
 
-    {"storage.url", KeyType::kString, "ENGRAM_STORE",
+    {"storage.url", KeyType::kString, Reload::kRestart, "ENGRAM_STORE",
      "postgres://user@host/db to keep memory in PostgreSQL instead of storage.db; empty: SQLite",
      [](const Getenv&) -> Result<std::string> { return std::string(); },
      [](std::string_view text, const Getenv&, Config& config) -> Status {
@@ -282,7 +287,7 @@ const KeyDef kKeys[] = {
      },
      [](const Config& config) { return MaskUrlPassword(config.store_url); }},
 
-    {"storage.password_file", KeyType::kString, "",
+    {"storage.password_file", KeyType::kString, Reload::kRestart, "",
      "file whose first line is the PostgreSQL password (else the URL's, PGPASSWORD or ~/.pgpass)",
      [](const Getenv&) -> Result<std::string> { return std::string(); },
      [](std::string_view text, const Getenv& getenv, Config& config) -> Status {
@@ -295,7 +300,7 @@ const KeyDef kKeys[] = {
      },
      [](const Config& config) { return config.password_file; }},
 
-    {"storage.pool_size", KeyType::kInteger, "",
+    {"storage.pool_size", KeyType::kInteger, Reload::kRestart, "",
      "PostgreSQL connections each engram process keeps at most; more callers wait for one",
      [](const Getenv&) -> Result<std::string> { return std::string("10"); },
      [](std::string_view text, const Getenv&, Config& config) -> Status {
@@ -304,7 +309,7 @@ const KeyDef kKeys[] = {
      },
      [](const Config& config) { return std::to_string(config.pool_size); }},
 
-    {"cache.enabled", KeyType::kString, "",
+    {"cache.enabled", KeyType::kString, Reload::kRestart, "",
      "\"true\": keep recently read episodes in an LMDB cache beside the store, shared by every engram "
      "process (every writer of the store must use it); \"false\": read the store every time",
      [](const Getenv&) -> Result<std::string> { return std::string("true"); },
@@ -321,7 +326,7 @@ const KeyDef kKeys[] = {
      },
      [](const Config& config) { return std::string(config.cache_enabled ? "true" : "false"); }},
 
-    {"cache.max_entries", KeyType::kInteger, "",
+    {"cache.max_entries", KeyType::kInteger, Reload::kLive, "",
      "most episodes the cache keeps; past it the least recently used go (0: only its size bound applies)",
      [](const Getenv&) -> Result<std::string> { return std::string("10000"); },
      [](std::string_view text, const Getenv&, Config& config) -> Status {
@@ -330,7 +335,7 @@ const KeyDef kKeys[] = {
      },
      [](const Config& config) { return std::to_string(config.cache_max_entries); }},
 
-    {"cache.ttl_seconds", KeyType::kInteger, "",
+    {"cache.ttl_seconds", KeyType::kInteger, Reload::kLive, "",
      "seconds a cached episode is served before it is read from the store again (0: until a write changes it)",
      [](const Getenv&) -> Result<std::string> { return std::string("3600"); },
      [](std::string_view text, const Getenv&, Config& config) -> Status {
@@ -340,7 +345,7 @@ const KeyDef kKeys[] = {
      },
      [](const Config& config) { return std::to_string(config.cache_ttl.count()); }},
 
-    {"log.level", KeyType::kString, "",
+    {"log.level", KeyType::kString, Reload::kLive, "",
      "least severe log level written to stderr: trace, debug, info, warn, error or off",
      [](const Getenv&) -> Result<std::string> { return std::string("info"); },
      [](std::string_view text, const Getenv&, Config& config) -> Status {
@@ -349,7 +354,7 @@ const KeyDef kKeys[] = {
      },
      [](const Config& config) { return std::string(LogLevelText(config.log_level)); }},
 
-    {"log.format", KeyType::kString, "",
+    {"log.format", KeyType::kString, Reload::kLive, "",
      "log line format: auto (text on a terminal, JSON otherwise), text or json",
      [](const Getenv&) -> Result<std::string> { return std::string("auto"); },
      [](std::string_view text, const Getenv&, Config& config) -> Status {
@@ -358,7 +363,7 @@ const KeyDef kKeys[] = {
      },
      [](const Config& config) { return std::string(LogFormatText(config.log_format)); }},
 
-    {"server.http", KeyType::kString, "",
+    {"server.http", KeyType::kString, Reload::kRestart, "",
      "HOST:PORT where `engram serve` listens for Streamable HTTP; empty serves stdio",
      [](const Getenv&) -> Result<std::string> { return std::string(); },
      [](std::string_view text, const Getenv&, Config& config) -> Status {
@@ -369,7 +374,7 @@ const KeyDef kKeys[] = {
      },
      [](const Config& config) { return config.server_http; }},
 
-    {"server.max_body_bytes", KeyType::kInteger, "",
+    {"server.max_body_bytes", KeyType::kInteger, Reload::kRestart, "",
      "largest HTTP request body accepted, in bytes; larger ones are answered 413",
      [](const Getenv&) -> Result<std::string> { return std::to_string(kDefaultMaxBodyBytes); },
      [](std::string_view text, const Getenv&, Config& config) -> Status {
@@ -378,7 +383,12 @@ const KeyDef kKeys[] = {
      },
      [](const Config& config) { return std::to_string(config.max_body_bytes); }},
 
-    {"auth.keys_file", KeyType::kString, "",
+    ENGRAM_NUMBER_KEY("server.rate_limit", Reload::kLive, rate_limit, "0", 0.0, 1e6,
+                      "HTTP requests per second allowed per API key (per client address without keys); 0: no limit"),
+    ENGRAM_INTEGER_KEY("server.rate_limit_burst", Reload::kLive, rate_limit_burst, "20", 1, 1000000,
+                       "requests a client may make at once above server.rate_limit before it gets 429"),
+
+    {"auth.keys_file", KeyType::kString, Reload::kLive, "",
      "path of the API keys file (hashed keys for the HTTP transport; see `engram keys`)",
      [](const Getenv& getenv) -> Result<std::string> {
        // Unlike storage.db this is not needed by every command, so no HOME is no error here;
@@ -397,7 +407,7 @@ const KeyDef kKeys[] = {
      },
      [](const Config& config) { return config.keys_file; }},
 
-    {"tools.disclosure", KeyType::kString, "",
+    {"tools.disclosure", KeyType::kString, Reload::kLive, "",
      "progressive: tools/list grows with use (beginner, advanced, expert); all: every tool from the start",
      [](const Getenv&) -> Result<std::string> { return std::string("progressive"); },
      [](std::string_view text, const Getenv&, Config& config) -> Status {
@@ -411,7 +421,7 @@ const KeyDef kKeys[] = {
      },
      [](const Config& config) { return config.tools_disclosure; }},
 
-    {"tools.advanced_after_calls", KeyType::kInteger, "",
+    {"tools.advanced_after_calls", KeyType::kInteger, Reload::kLive, "",
      "successful tool calls after which a session's tools/list adds the advanced tools",
      [](const Getenv&) -> Result<std::string> { return std::string("3"); },
      [](std::string_view text, const Getenv&, Config& config) -> Status {
@@ -420,7 +430,7 @@ const KeyDef kKeys[] = {
      },
      [](const Config& config) { return std::to_string(config.tools_advanced_after_calls); }},
 
-    {"tools.expert_after_calls", KeyType::kInteger, "",
+    {"tools.expert_after_calls", KeyType::kInteger, Reload::kLive, "",
      "successful tool calls after which a session's tools/list shows every tool",
      [](const Getenv&) -> Result<std::string> { return std::string("10"); },
      [](std::string_view text, const Getenv&, Config& config) -> Status {
@@ -429,7 +439,7 @@ const KeyDef kKeys[] = {
      },
      [](const Config& config) { return std::to_string(config.tools_expert_after_calls); }},
 
-    {"sandbox.enabled", KeyType::kString, "",
+    {"sandbox.enabled", KeyType::kString, Reload::kRestart, "",
      "\"true\": offer execute_code (expert tier) when every sandbox layer works on this host; \"false\": never",
      [](const Getenv&) -> Result<std::string> { return std::string("true"); },
      [](std::string_view text, const Getenv&, Config& config) -> Status {
@@ -445,7 +455,7 @@ const KeyDef kKeys[] = {
      },
      [](const Config& config) { return std::string(config.sandbox_enabled ? "true" : "false"); }},
 
-    {"sandbox.max_timeout_ms", KeyType::kInteger, "",
+    {"sandbox.max_timeout_ms", KeyType::kInteger, Reload::kLive, "",
      "largest wall-clock limit an execute_code call may ask for, in milliseconds",
      [](const Getenv&) -> Result<std::string> { return std::string("30000"); },
      [](std::string_view text, const Getenv&, Config& config) -> Status {
@@ -454,7 +464,7 @@ const KeyDef kKeys[] = {
      },
      [](const Config& config) { return std::to_string(config.sandbox_max_timeout_ms); }},
 
-    {"sandbox.max_memory_mb", KeyType::kInteger, "",
+    {"sandbox.max_memory_mb", KeyType::kInteger, Reload::kLive, "",
      "largest memory limit an execute_code call may ask for, in MiB",
      [](const Getenv&) -> Result<std::string> { return std::string("512"); },
      [](std::string_view text, const Getenv&, Config& config) -> Status {
@@ -463,7 +473,7 @@ const KeyDef kKeys[] = {
      },
      [](const Config& config) { return std::to_string(config.sandbox_max_memory_mb); }},
 
-    {"redaction.enabled", KeyType::kString, "",
+    {"redaction.enabled", KeyType::kString, Reload::kRestart, "",
      "\"true\": secrets in stored text are redacted (or refused, see redaction.mode); \"false\": stored as given",
      [](const Getenv&) -> Result<std::string> { return std::string("true"); },
      [](std::string_view text, const Getenv&, Config& config) -> Status {
@@ -479,7 +489,7 @@ const KeyDef kKeys[] = {
      },
      [](const Config& config) { return std::string(config.redaction.enabled ? "true" : "false"); }},
 
-    {"redaction.mode", KeyType::kString, "",
+    {"redaction.mode", KeyType::kString, Reload::kRestart, "",
      "redact: replace each secret with [REDACTED:kind]; reject: refuse the write, naming the field and the kind",
      [](const Getenv&) -> Result<std::string> { return std::string("redact"); },
      [](std::string_view text, const Getenv&, Config& config) -> Status {
@@ -495,7 +505,7 @@ const KeyDef kKeys[] = {
      },
      [](const Config& config) { return std::string(RedactionModeName(config.redaction.mode)); }},
 
-    {"redaction.allow", KeyType::kString, "",
+    {"redaction.allow", KeyType::kString, Reload::kRestart, "",
      "comma-separated exact texts never redacted, e.g. documentation example keys",
      [](const Getenv&) -> Result<std::string> { return std::string(); },
      [](std::string_view text, const Getenv&, Config& config) -> Status {
@@ -508,7 +518,7 @@ const KeyDef kKeys[] = {
        return out;
      }},
 
-    {"redaction.extra_patterns", KeyType::kString, "",
+    {"redaction.extra_patterns", KeyType::kString, Reload::kRestart, "",
      "comma-separated KIND:PREFIX token shapes to redact too, e.g. acme_key:acme_live_ (PREFIX + 8 or more of "
      "[A-Za-z0-9_-])",
      [](const Getenv&) -> Result<std::string> { return std::string(); },
@@ -539,29 +549,29 @@ const KeyDef kKeys[] = {
        return out;
      }},
 
-    ENGRAM_NUMBER_KEY("retrieval.weight_semantic", retrieval.weight_semantic, "0.2", 0.0, 100.0,
+    ENGRAM_NUMBER_KEY("retrieval.weight_semantic", Reload::kLive, retrieval.weight_semantic, "0.2", 0.0, 100.0,
                       "query_memory: weight of embedding similarity"),
-    ENGRAM_NUMBER_KEY("retrieval.weight_lexical", retrieval.weight_lexical, "0.5", 0.0, 100.0,
+    ENGRAM_NUMBER_KEY("retrieval.weight_lexical", Reload::kLive, retrieval.weight_lexical, "0.5", 0.0, 100.0,
                       "query_memory: weight of full-text (BM25) match"),
-    ENGRAM_NUMBER_KEY("retrieval.weight_context", retrieval.weight_context, "0.15", 0.0, 100.0,
+    ENGRAM_NUMBER_KEY("retrieval.weight_context", Reload::kLive, retrieval.weight_context, "0.15", 0.0, 100.0,
                       "query_memory: weight of domain / task type / language / framework / tag match"),
-    ENGRAM_NUMBER_KEY("retrieval.weight_reward", retrieval.weight_reward, "0.1", 0.0, 100.0,
+    ENGRAM_NUMBER_KEY("retrieval.weight_reward", Reload::kLive, retrieval.weight_reward, "0.1", 0.0, 100.0,
                       "query_memory: weight of the episode's reward"),
-    ENGRAM_NUMBER_KEY("retrieval.weight_recency", retrieval.weight_recency, "0.05", 0.0, 100.0,
+    ENGRAM_NUMBER_KEY("retrieval.weight_recency", Reload::kLive, retrieval.weight_recency, "0.05", 0.0, 100.0,
                       "query_memory: weight of recency"),
-    ENGRAM_INTEGER_KEY("retrieval.recency_half_life_days", retrieval.recency_half_life_days, "30", 1, 36500,
+    ENGRAM_INTEGER_KEY("retrieval.recency_half_life_days", Reload::kLive, retrieval.recency_half_life_days, "30", 1, 36500,
                        "days after which an episode's recency score halves"),
-    ENGRAM_NUMBER_KEY("retrieval.mmr_lambda", retrieval.mmr_lambda, "0.7", 0.0, 1.0,
+    ENGRAM_NUMBER_KEY("retrieval.mmr_lambda", Reload::kLive, retrieval.mmr_lambda, "0.7", 0.0, 1.0,
                       "relevance vs diversity of results (1: relevance only)"),
-    ENGRAM_INTEGER_KEY("retrieval.cache_entries", retrieval.cache_entries, "256", 0, 1000000,
+    ENGRAM_INTEGER_KEY("retrieval.cache_entries", Reload::kLive, retrieval.cache_entries, "256", 0, 1000000,
                        "query results kept until a write changes the store (0: no query cache)"),
-    ENGRAM_INTEGER_KEY("retrieval.lexical_candidates", retrieval.lexical_candidates, "50", 0, 10000,
+    ENGRAM_INTEGER_KEY("retrieval.lexical_candidates", Reload::kLive, retrieval.lexical_candidates, "50", 0, 10000,
                        "full-text hits considered per query"),
-    ENGRAM_INTEGER_KEY("retrieval.vector_candidates", retrieval.vector_candidates, "50", 0, 10000,
+    ENGRAM_INTEGER_KEY("retrieval.vector_candidates", Reload::kLive, retrieval.vector_candidates, "50", 0, 10000,
                        "nearest-neighbour hits considered per query"),
-    ENGRAM_INTEGER_KEY("retrieval.exact_below", retrieval.exact_below, "5000", 0, 100000000,
+    ENGRAM_INTEGER_KEY("retrieval.exact_below", Reload::kRestart, retrieval.exact_below, "5000", 0, 100000000,
                        "the vector index scans exactly below this many vectors and uses HNSW above"),
-    {"embedding.provider", KeyType::kString, "",
+    {"embedding.provider", KeyType::kString, Reload::kRestart, "",
      "embedding provider: hashing (built in, no network), http (an OpenAI-compatible /v1/embeddings) or none",
      [](const Getenv&) -> Result<std::string> { return std::string("hashing"); },
      [](std::string_view text, const Getenv&, Config& config) -> Status {
@@ -573,11 +583,11 @@ const KeyDef kKeys[] = {
        return OkStatus();
      },
      [](const Config& config) { return config.embedding.provider; }},
-    ENGRAM_INTEGER_KEY("embedding.dimension", embedding.dimension, "256", 0, 4096,
+    ENGRAM_INTEGER_KEY("embedding.dimension", Reload::kRestart, embedding.dimension, "256", 0, 4096,
                        "vector length (hashing: 16-4096; http: the length the server returns, 0: any)"),
-    ENGRAM_TEXT_KEY("embedding.url", embedding.url, "", "http provider: URL of the /v1/embeddings endpoint"),
-    ENGRAM_TEXT_KEY("embedding.model", embedding.model, "", "http provider: model name sent with each request"),
-    {"embedding.api_key_file", KeyType::kString, "",
+    ENGRAM_TEXT_KEY("embedding.url", Reload::kRestart, embedding.url, "", "http provider: URL of the /v1/embeddings endpoint"),
+    ENGRAM_TEXT_KEY("embedding.model", Reload::kRestart, embedding.model, "", "http provider: model name sent with each request"),
+    {"embedding.api_key_file", KeyType::kString, Reload::kRestart, "",
      "http provider: file whose first line is the API key (never logged)",
      [](const Getenv&) -> Result<std::string> { return std::string(); },
      [](std::string_view text, const Getenv& getenv, Config& config) -> Status {
@@ -585,26 +595,26 @@ const KeyDef kKeys[] = {
        return OkStatus();
      },
      [](const Config& config) { return config.embedding.api_key_file; }},
-    ENGRAM_INTEGER_KEY("embedding.timeout_ms", embedding.timeout_ms, "5000", 10, 600000,
+    ENGRAM_INTEGER_KEY("embedding.timeout_ms", Reload::kRestart, embedding.timeout_ms, "5000", 10, 600000,
                        "http provider: timeout of one request, connect included"),
-    ENGRAM_INTEGER_KEY("embedding.batch_size", embedding.batch_size, "32", 1, 2048, "http provider: texts per request"),
-    ENGRAM_INTEGER_KEY("embedding.max_retries", embedding.max_retries, "2", 0, 10,
+    ENGRAM_INTEGER_KEY("embedding.batch_size", Reload::kRestart, embedding.batch_size, "32", 1, 2048, "http provider: texts per request"),
+    ENGRAM_INTEGER_KEY("embedding.max_retries", Reload::kRestart, embedding.max_retries, "2", 0, 10,
                        "http provider: retries of a failed request (5xx, 429, network)"),
-    ENGRAM_INTEGER_KEY("embedding.breaker_failures", embedding.breaker_failures, "5", 1, 1000,
+    ENGRAM_INTEGER_KEY("embedding.breaker_failures", Reload::kRestart, embedding.breaker_failures, "5", 1, 1000,
                        "http provider: consecutive failures that open the circuit breaker"),
-    ENGRAM_INTEGER_KEY("embedding.breaker_open_seconds", embedding.breaker_open_seconds, "30", 1, 86400,
+    ENGRAM_INTEGER_KEY("embedding.breaker_open_seconds", Reload::kRestart, embedding.breaker_open_seconds, "30", 1, 86400,
                        "http provider: seconds the breaker stays open before one probe request"),
-    ENGRAM_BOOL_KEY("learning.enabled", learning.enabled, "true",
+    ENGRAM_BOOL_KEY("learning.enabled", Reload::kRestart, learning.enabled, "true",
                     "\"true\": extract patterns from completed episodes; \"false\": never"),
-    ENGRAM_NUMBER_KEY("learning.min_success_rate", learning.min_success_rate, "0.7", 0.0, 1.0,
+    ENGRAM_NUMBER_KEY("learning.min_success_rate", Reload::kRestart, learning.min_success_rate, "0.7", 0.0, 1.0,
                       "patterns are kept when their success rate is at least this"),
-    ENGRAM_NUMBER_KEY("learning.min_error_recovery_rate", learning.min_error_recovery_rate, "0.3", 0.0, 1.0,
+    ENGRAM_NUMBER_KEY("learning.min_error_recovery_rate", Reload::kRestart, learning.min_error_recovery_rate, "0.3", 0.0, 1.0,
                       "error_recovery patterns are kept when their success rate is at least this"),
-    ENGRAM_INTEGER_KEY("learning.decay_half_life_days", learning.decay_half_life_days, "30", 1, 36500,
+    ENGRAM_INTEGER_KEY("learning.decay_half_life_days", Reload::kRestart, learning.decay_half_life_days, "30", 1, 36500,
                        "days after which an unused pattern's weight halves"),
-    ENGRAM_INTEGER_KEY("learning.queue_capacity", learning.queue_capacity, "1000", 1, 1000000,
+    ENGRAM_INTEGER_KEY("learning.queue_capacity", Reload::kRestart, learning.queue_capacity, "1000", 1, 1000000,
                        "completed episodes waiting for extraction before producers wait"),
-    ENGRAM_INTEGER_KEY("learning.workers", learning.workers, "1", 1, 64, "pattern extraction threads"),
+    ENGRAM_INTEGER_KEY("learning.workers", Reload::kRestart, learning.workers, "1", 1, 64, "pattern extraction threads"),
 };
 
 #undef ENGRAM_NUMBER_KEY
@@ -880,7 +890,7 @@ Result<Config> LoadConfig(const ConfigInputs& inputs) {
           ApplyValue(def, text, ConfigSource::kDefault, "default", "default", getenv, config, winners));
     }
     config.values.push_back(ConfigValue{std::string(def.key), def.show(config), winner.source, winner.origin,
-                                        std::string(def.description)});
+                                        std::string(def.description), def.reload == Reload::kLive});
   }
   if (config.tools_expert_after_calls < config.tools_advanced_after_calls) {
     const ConfigValue* expert = nullptr;
@@ -912,16 +922,20 @@ std::string FormatConfigTable(const Config& config) {
     key_width = std::max(key_width, value.key.size());
     value_width = std::max(value_width, value.value.size());
   }
-  auto row = [&](std::string_view key, std::string_view value, std::string_view source) {
+  auto row = [&](std::string_view key, std::string_view value, std::string_view reload, std::string_view source) {
     out += key;
     out.append(key_width - key.size() + 2, ' ');
     out += value;
     out.append(value_width - value.size() + 2, ' ');
+    out += reload;
+    out.append(std::string_view("restart").size() - reload.size() + 2, ' ');
     out += source;
     out += '\n';
   };
-  row("KEY", "VALUE", "SOURCE");
-  for (const ConfigValue& value : config.values) row(value.key, value.value, SourceColumn(value));
+  row("KEY", "VALUE", "RELOAD", "SOURCE");
+  for (const ConfigValue& value : config.values) {
+    row(value.key, value.value, value.live ? "live" : "restart", SourceColumn(value));
+  }
   return out;
 }
 
@@ -942,6 +956,7 @@ std::string FormatConfigJson(const Config& config) {
     entry["source"] = std::string(ConfigSourceName(value.source));
     entry["origin"] = value.origin;
     entry["description"] = value.description;
+    entry["live"] = value.live;
     values.push_back(std::move(entry));
   }
   nlohmann::ordered_json root;

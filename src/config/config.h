@@ -49,6 +49,9 @@ struct ConfigValue {
   ConfigSource source = ConfigSource::kDefault;
   std::string origin;       // "default", "/home/me/.config/engram/config.toml", "ENGRAM_DB", "--db"
   std::string description;  // one line, from the key table
+  // True if a running `engram serve` applies a change of this key on reload (SIGHUP or a
+  // change of the config file, server/config_reload.h); false if it needs a restart.
+  bool live = false;
 };
 
 // One command-line override. Thread-compatible.
@@ -99,6 +102,10 @@ struct Config {
   // empty serves stdio. Env ENGRAM_SERVER_HTTP.
   std::string server_http;
   int64_t max_body_bytes = 4 << 20;  // server.max_body_bytes: larger HTTP request bodies get 413
+  // server.rate_limit: HTTP requests per second per API key (per client address when no key
+  // is needed); 0 turns the limit off. server.rate_limit_burst: how many may come at once.
+  double rate_limit = 0;
+  int64_t rate_limit_burst = 20;
   // auth.keys_file, "~/" already expanded. Defaults to $XDG_CONFIG_HOME/engram/api_keys.json
   // (or $HOME/.config/engram/api_keys.json); empty when neither variable is set.
   std::string keys_file;
@@ -179,12 +186,14 @@ struct Config {
 // neither XDG_DATA_HOME nor HOME is set (auth.keys_file is then left empty instead).
 Result<Config> LoadConfig(const ConfigInputs& inputs);
 
-// `engram config show`: the config file line, then one row per key with KEY, VALUE and
+// `engram config show`: the config file line, then one row per key with KEY, VALUE, RELOAD
+// ("live": a running server applies a change on reload; "restart": it needs a restart) and
 // SOURCE columns ("default", "file /path/config.toml", "env ENGRAM_DB", "flag --db").
 std::string FormatConfigTable(const Config& config);
 
 // `engram config show --json`: {"config_file": path or null, "config_file_origin": ...,
-// "values": [{"key", "value", "source", "origin", "description"}]}, where integer keys have
+// "values": [{"key", "value", "source", "origin", "description", "live"}]}, where "live" is a
+// boolean (see ConfigValue::live) and integer keys have
 // integer values. Pretty-printed, ends with a newline.
 std::string FormatConfigJson(const Config& config);
 

@@ -243,11 +243,12 @@ Result<Json> McpSession::Initialize(const Json& params) {
 Result<Json> McpSession::ListTools(const Json& params) {
   ENGRAM_ASSIGN_OR_RETURN(size_t start, ParseCursor(params));
   const ServerOptions& o = server_.options();
+  const bool disclose_all = server_.disclosure().disclose_all;
   ToolTier reached = tier();
   bool structured = HasStructuredContent(protocol_version());
   std::vector<const ToolDefinition*> visible;
   for (const auto& t : server_.tools().tools()) {
-    if (o.disclose_all || static_cast<int>(t->tier) <= static_cast<int>(reached)) visible.push_back(t.get());
+    if (disclose_all || static_cast<int>(t->tier) <= static_cast<int>(reached)) visible.push_back(t.get());
   }
   if (start > visible.size()) return InvalidArgumentError("cursor: past the end of the list");
   Json tools = Json::array();
@@ -297,7 +298,7 @@ Result<Json> McpSession::CallTool(const Json& params, ClientChannel& channel,
     return ErrorResult(outcome.status().message().empty() ? outcome.status().ToString()
                                                           : std::string(outcome.status().message()));
   }
-  if (CountToolUse() && !server_.options().disclose_all) {
+  if (CountToolUse() && !server_.disclosure().disclose_all) {
     channel.Send(MakeNotification("notifications/tools/list_changed", nullptr));
   }
   Json result;
@@ -316,7 +317,7 @@ Result<Json> McpSession::CallTool(const Json& params, ClientChannel& channel,
 }
 
 bool McpSession::CountToolUse() {
-  const ServerOptions& o = server_.options();
+  const DisclosureOptions o = server_.disclosure();
   MutexLock lock(mu_);
   ++successful_tool_calls_;
   ToolTier next = tier_;

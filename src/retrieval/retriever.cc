@@ -220,9 +220,27 @@ struct Candidate {
 
 Retriever::Retriever(StorageBackend& store, Clock& clock, EmbeddingProvider* provider, VectorIndex* index,
                      RankingOptions options)
-    : store_(store), clock_(clock), provider_(provider), index_(index), options_(std::move(options)) {}
+    : store_(store),
+      clock_(clock),
+      provider_(provider),
+      index_(index),
+      options_(std::make_shared<const RankingOptions>(std::move(options))) {}
 
 Retriever::~Retriever() = default;
+
+RankingOptions Retriever::options() const {
+  MutexLock lock(mu_);
+  return *options_;
+}
+
+Status Retriever::SetOptions(RankingOptions options) {
+  ENGRAM_RETURN_IF_ERROR(ValidateRankingOptions(options));
+  auto next = std::make_shared<const RankingOptions>(std::move(options));
+  MutexLock lock(mu_);
+  options_ = std::move(next);
+  cache_.clear();
+  return OkStatus();
+}
 
 RetrievalMetrics Retriever::Metrics() const {
   MutexLock lock(mu_);
@@ -242,10 +260,15 @@ Result<RetrievalResult> Retriever::Retrieve(const RetrievalQuery& query) {
     return InvalidArgumentError("domain_filter: needs a domain to filter on");
   }
   const std::string_view text = CutQuery(query.text);
+  std::shared_ptr<const RankingOptions> options;
+  {
+    MutexLock lock(mu_);
+    options = options_;
+  }
 
   std::string key;
   int64_t generation = 0;
-  if (options_.cache_entries > 0) {
+  if (options->cache_entries > 0) {
     ENGRAM_ASSIGN_OR_RETURN(generation, store_.Generation());
     key = CacheKey(query, text);
     MutexLock lock(mu_);
@@ -266,21 +289,23 @@ Result<RetrievalResult> Retriever::Retrieve(const RetrievalQuery& query) {
     ++metrics_.queries;
   }
 
-  ENGRAM_ASSIGN_OR_RETURN(RetrievalResult result, Compute(query, text));
+  ENGRAM_ASSIGN_OR_RETURN(RetrievalResult result, Compute(query, text, *options));
   MutexLock lock(mu_);
   if (!result.notice.empty() && query.mode != RetrievalMode::kLexical) ++metrics_.degraded;
-  if (options_.cache_entries > 0) {
+  // Not cached if SetOptions ran meanwhile: the result was ranked with the old options.
+  if (options->cache_entries > 0 && options_ == options) {
     auto entry = std::make_unique<CacheEntry>(CacheEntry{std::move(key), generation, result});
     // A degraded answer is not cached: the provider may be back for the next query.
     if (result.notice.empty()) {
       cache_.insert(cache_.begin(), std::move(entry));
-      if (cache_.size() > options_.cache_entries) cache_.pop_back();
+      if (cache_.size() > options->cache_entries) cache_.pop_back();
     }
   }
   return result;
 }
 
-Result<RetrievalResult> Retriever::Compute(const RetrievalQuery& q, std::string_view text) {
+Result<RetrievalResult> Retriever::Compute(const RetrievalQuery& q, std::string_view text,
+                                           const RankingOptions& options) {
   RetrievalResult result;
   auto cancelled = [&q] { return q.cancelled && q.cancelled(); };
   const std::vector<std::string> words = SearchTokens(text);
@@ -288,10 +313,10 @@ Result<RetrievalResult> Retriever::Compute(const RetrievalQuery& q, std::string_
 
   // Lexical side.
   double best_lexical = 0;
-  if (q.mode != RetrievalMode::kVector && !words.empty() && options_.lexical_candidates > 0) {
+  if (q.mode != RetrievalMode::kVector && !words.empty() && options.lexical_candidates > 0) {
     TextSearchRequest req;
     req.words = words;
-    req.limit = options_.lexical_candidates;
+    req.limit = options.lexical_candidates;
     if (q.domain_filter) req.domain = q.domain;
     req.allowed_domains = q.allowed_domains;
     ENGRAM_ASSIGN_OR_RETURN(std::vector<TextHit> hits, store_.SearchText(req));
@@ -333,11 +358,11 @@ Result<RetrievalResult> Retriever::Compute(const RetrievalQuery& q, std::string_
     if (!semantic) {
       // No provider configured is a choice (embedding.provider = none), not a degradation.
       if (provider_ != nullptr) result.notice = "semantic ranking unavailable (" + why + "); ranked by lexical match only";
-    } else if (options_.vector_candidates > 0) {
+    } else if (options.vector_candidates > 0) {
       ENGRAM_ASSIGN_OR_RETURN(std::vector<VectorHit> hits,
-                              index->Search(query_vector, options_.vector_candidates, {}));
+                              index->Search(query_vector, options.vector_candidates, {}));
       for (const VectorHit& h : hits) {
-        if (h.similarity < options_.min_similarity) continue;
+        if (h.similarity < options.min_similarity) continue;
         candidates[h.episode_id].semantic = h.similarity;
         ++result.vector_hits;
       }
@@ -347,12 +372,12 @@ Result<RetrievalResult> Retriever::Compute(const RetrievalQuery& q, std::string_
   if (cancelled()) return CancelledError("retrieval was cancelled");
 
   // Load and score.
-  const RankingWeights& w = options_.weights;
+  const RankingWeights& w = options.weights;
   double weight_total = w.context + w.reward + w.recency;
   if (semantic) weight_total += w.semantic;
   if (q.mode != RetrievalMode::kVector) weight_total += w.lexical;
   const Timestamp now = clock_.Now();
-  const double half_life_ms = std::chrono::duration<double, std::milli>(options_.recency_half_life).count();
+  const double half_life_ms = std::chrono::duration<double, std::milli>(options.recency_half_life).count();
 
   // Semantic similarity of every candidate (lexical-only ones too), relative to the best,
   // as lexical is: both then range over [0, 1] for this query.
@@ -409,7 +434,7 @@ Result<RetrievalResult> Retriever::Compute(const RetrievalQuery& q, std::string_
     titles.push_back(SortedWords(s.episode.task_description));
     scores.push_back(s.score);
   }
-  const std::vector<size_t> order = MmrOrder(scores, options_.mmr_lambda, q.limit,
+  const std::vector<size_t> order = MmrOrder(scores, options.mmr_lambda, q.limit,
                                              [&](size_t i, size_t j) { return Jaccard(titles[i], titles[j]); });
 
   size_t budget_used = 0;

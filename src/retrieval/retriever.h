@@ -176,21 +176,28 @@ class Retriever {
   Result<bool> VectorsStale();
 
   RetrievalMetrics Metrics() const ENGRAM_LOCKS_EXCLUDED(mu_);
-  const RankingOptions& options() const { return options_; }
+  // The ranking options in force (a snapshot).
+  RankingOptions options() const ENGRAM_LOCKS_EXCLUDED(mu_);
+  // Replaces the ranking options for every later query (config reload) and empties the
+  // query cache, whose results were ranked with the old ones. A query already running
+  // finishes with the options it started with.
+  // Errors: kInvalidArgument as ValidateRankingOptions; the old options then stay.
+  Status SetOptions(RankingOptions options) ENGRAM_LOCKS_EXCLUDED(mu_);
   EmbeddingProvider* provider() const { return provider_; }
 
  private:
   struct CacheEntry;
-  Result<RetrievalResult> Compute(const RetrievalQuery& query, std::string_view text);
+  Result<RetrievalResult> Compute(const RetrievalQuery& query, std::string_view text, const RankingOptions& options);
   Result<size_t> IndexBatch(const std::vector<std::string>& ids);
 
   StorageBackend& store_;
   Clock& clock_;
   EmbeddingProvider* const provider_;
   std::atomic<VectorIndex*> index_;
-  const RankingOptions options_;
 
   mutable Mutex mu_;
+  // Swapped whole by SetOptions; a query holds the snapshot it started with.
+  std::shared_ptr<const RankingOptions> options_ ENGRAM_GUARDED_BY(mu_);
   RetrievalMetrics metrics_ ENGRAM_GUARDED_BY(mu_);
   // LRU: front is newest.
   std::vector<std::unique_ptr<CacheEntry>> cache_ ENGRAM_GUARDED_BY(mu_);

@@ -5,6 +5,7 @@
 #include <mutex>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "config/config.h"
 #include "model/json_reader.h"
@@ -118,8 +119,30 @@ Result<ExecutionRequest> ReadRequest(const Json& args) {
   return req;
 }
 
-Result<ToolResult> ExecuteCode(Sandbox& sandbox, const Json& args, CallContext& ctx) {
+// Fills in the timeout and memory limit, or refuses ones above the caps in force.
+Status ApplyLimits(const SandboxLimits& limits, ExecutionRequest& req) {
+  const int64_t max_timeout_ms = limits.max_timeout_ms();
+  const int64_t max_memory_mb = limits.max_memory_mb();
+  if (req.timeout.has_value() && req.timeout->count() > max_timeout_ms) {
+    return InvalidArgumentError(std::string(kArgs) + ".timeout_ms: must be at most " + std::to_string(max_timeout_ms) +
+                                " (the server's sandbox.max_timeout_ms)");
+  }
+  if (req.memory_mb.has_value() && *req.memory_mb > max_memory_mb) {
+    return InvalidArgumentError(std::string(kArgs) + ".memory_mb: must be at most " + std::to_string(max_memory_mb) +
+                                " (the server's sandbox.max_memory_mb)");
+  }
+  const SandboxOptions defaults;
+  if (!req.timeout.has_value()) {
+    req.timeout = std::min(defaults.default_timeout, std::chrono::milliseconds(max_timeout_ms));
+  }
+  if (!req.memory_mb.has_value()) req.memory_mb = std::min(defaults.default_memory_mb, max_memory_mb);
+  return OkStatus();
+}
+
+Result<ToolResult> ExecuteCode(Sandbox& sandbox, const SandboxLimits& limits, mcp::ServerMetrics& metrics,
+                               const Json& args, CallContext& ctx) {
   ENGRAM_ASSIGN_OR_RETURN(ExecutionRequest req, ReadRequest(args));
+  ENGRAM_RETURN_IF_ERROR(ApplyLimits(limits, req));
   req.caller = ctx.principal().key_id;
   std::function<bool()> cancelled = [&ctx] { return ctx.cancelled(); };
   Result<ExecutionResult> r = sandbox.Execute(req, cancelled);
@@ -128,7 +151,12 @@ Result<ToolResult> ExecuteCode(Sandbox& sandbox, const Json& args, CallContext& 
     return r.status();
   }
   Json violations = Json::array();
-  for (const Violation& v : r->violations) violations.push_back({{"kind", v.kind}, {"detail", v.detail}});
+  std::vector<std::string> violation_kinds;
+  for (const Violation& v : r->violations) {
+    violations.push_back({{"kind", v.kind}, {"detail", v.detail}});
+    violation_kinds.push_back(v.kind);
+  }
+  metrics.RecordExecution(std::string(SandboxLanguageName(req.language)), violation_kinds);
   return ToolResult{Json{{"stdout", r->stdout_text},
                          {"stderr", r->stderr_text},
                          {"exit_status", r->exit_status},
@@ -145,11 +173,16 @@ SandboxToolOptions SandboxToolOptionsFromConfig(const Config& config) {
   o.sandbox.max_memory_mb = config.sandbox_max_memory_mb;
   o.sandbox.default_timeout = std::min(o.sandbox.default_timeout, o.sandbox.max_timeout);
   o.sandbox.default_memory_mb = std::min(o.sandbox.default_memory_mb, o.sandbox.max_memory_mb);
+  o.limits = std::make_shared<SandboxLimits>(config.sandbox_max_timeout_ms, config.sandbox_max_memory_mb);
   return o;
 }
 
-Status RegisterExecuteCodeTool(mcp::McpServer& server, std::shared_ptr<Sandbox> sandbox, int64_t max_timeout_ms,
-                               int64_t max_memory_mb) {
+namespace {
+
+// `schema_max_*` are announced in the input schema; `limits` are enforced at each call.
+Status AddExecuteCodeTool(mcp::McpServer& server, std::shared_ptr<Sandbox> sandbox,
+                          std::shared_ptr<const SandboxLimits> limits, int64_t schema_max_timeout_ms,
+                          int64_t schema_max_memory_mb) {
   return server.tools().Add(mcp::ToolDefinition{
       .name = "execute_code",
       .title = "Run code in a sandbox",
@@ -159,12 +192,27 @@ Status RegisterExecuteCodeTool(mcp::McpServer& server, std::shared_ptr<Sandbox> 
           "has no network and no files except an empty scratch directory (the current directory), bounded time "
           "and memory; anything it refuses is listed in violations. Snippets that try known escape idioms "
           "(require, subprocess, /etc paths, ...) are rejected before running, with the reason.",
-      .input_schema = InputSchema(max_timeout_ms, max_memory_mb),
+      .input_schema = InputSchema(schema_max_timeout_ms, schema_max_memory_mb),
       .output_schema = OutputSchema(),
       .annotations = {.read_only = true, .destructive = false, .idempotent = false, .open_world = false},
       .tier = mcp::ToolTier::kExpert,
-      .handler = [sandbox](const Json& args, CallContext& ctx) { return ExecuteCode(*sandbox, args, ctx); },
+      .handler = [sandbox, limits, metrics = &server.metrics()](const Json& args, CallContext& ctx) {
+        return ExecuteCode(*sandbox, *limits, *metrics, args, ctx);
+      },
   });
+}
+
+}  // namespace
+
+Status RegisterExecuteCodeTool(mcp::McpServer& server, std::shared_ptr<Sandbox> sandbox, int64_t max_timeout_ms,
+                               int64_t max_memory_mb) {
+  return AddExecuteCodeTool(server, std::move(sandbox), std::make_shared<SandboxLimits>(max_timeout_ms, max_memory_mb),
+                            max_timeout_ms, max_memory_mb);
+}
+
+Status RegisterExecuteCodeTool(mcp::McpServer& server, std::shared_ptr<Sandbox> sandbox,
+                               std::shared_ptr<const SandboxLimits> limits) {
+  return AddExecuteCodeTool(server, std::move(sandbox), std::move(limits), kMaxTimeoutCeilingMs, kMaxMemoryCeilingMb);
 }
 
 // Opens the real sandbox on first use: probing the layers forks the helper, which would
@@ -204,6 +252,14 @@ class LazySandbox final : public Sandbox {
 
 Status RegisterSandboxTools(mcp::McpServer& server, const SandboxToolOptions& options) {
   if (!options.enabled) return OkStatus();
+  if (options.limits != nullptr) {
+    // The tool enforces the caps in force; the sandbox's own are the ceilings a reload
+    // may raise them to.
+    SandboxOptions sandbox = options.sandbox;
+    sandbox.max_timeout = std::chrono::milliseconds(kMaxTimeoutCeilingMs);
+    sandbox.max_memory_mb = kMaxMemoryCeilingMb;
+    return RegisterExecuteCodeTool(server, std::make_shared<LazySandbox>(std::move(sandbox)), options.limits);
+  }
   return RegisterExecuteCodeTool(server, std::make_shared<LazySandbox>(options.sandbox),
                                  options.sandbox.max_timeout.count(), options.sandbox.max_memory_mb);
 }

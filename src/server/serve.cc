@@ -9,13 +9,17 @@
 #include "common/logging.h"
 #include "core/event_bus.h"
 #include "core/redaction.h"
+#include "engram/lmdb_cache.h"
 #include "engram/memory.h"
 #include "mcp/auth.h"
 #include "mcp/server.h"
+#include "server/config_reload.h"
+#include "server/dashboard.h"
 #include "server/open_learning.h"
 #include "server/open_retrieval.h"
 #include "server/open_store.h"
 #include "server/register_builtins.h"
+#include "storage/timed_storage.h"
 #include "transport/http_transport.h"
 #include "transport/stdio_transport.h"
 
@@ -65,8 +69,11 @@ Status Serve(const Config& config, const ServeOptions& options) {
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   if (options.http) pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  if (options.config_inputs) BlockReloadSignal();  // SIGHUP reloads the config (config_reload.h)
 
   ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<StorageBackend> store, OpenStore(config));
+  LmdbCache* cache = AsLmdbCache(*store);  // cache.* may change on reload
+  store = NewTimedStorage(std::move(store));  // storage latency for /metrics and get_metrics
   EventBus events(kEventQueueCapacity);
   Memory memory(*store, SystemClock(), &events, NewRedactor(config.redaction));
   ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<RetrievalStack> retrieval, OpenRetrieval(config, *store, SystemClock()));
@@ -90,23 +97,31 @@ Status Serve(const Config& config, const ServeOptions& options) {
   server_options.advanced_after_calls = config.tools_advanced_after_calls;
   server_options.expert_after_calls = config.tools_expert_after_calls;
   mcp::McpServer server(server_options);
-  ENGRAM_RETURN_IF_ERROR(RegisterBuiltins(server, {.memory = memory,
-                                                   .storage = *store,
-                                                   .retriever = retrieval->retriever(),
-                                                   .events = &events,
-                                                   .embedding_provider = retrieval->ProviderName(),
-                                                   .learning = learning,
-                                                   .processor = processor.get(),
-                                                   .catalog = &catalog,
-                                                   .event_queue_capacity = kEventQueueCapacity,
-                                                   .conformance_fixtures = options.conformance_fixtures,
-                                                   .sandbox = sandbox::SandboxToolOptionsFromConfig(config)}));
+  const Builtins builtins{.memory = memory,
+                          .storage = *store,
+                          .retriever = retrieval->retriever(),
+                          .events = &events,
+                          .embedding_provider = retrieval->ProviderName(),
+                          .learning = learning,
+                          .processor = processor.get(),
+                          .catalog = &catalog,
+                          .event_queue_capacity = kEventQueueCapacity,
+                          .conformance_fixtures = options.conformance_fixtures,
+                          .sandbox = sandbox::SandboxToolOptionsFromConfig(config)};
+  ENGRAM_RETURN_IF_ERROR(RegisterBuiltins(server, builtins));
   LogInfo("engram serving", {{"store", store->Location()},
                              {"transport", options.http ? "http " + *options.http : std::string("stdio")}});
 
+  LiveTargets live{.server = &server,
+                   .retriever = &retrieval->retriever(),
+                   .cache = cache,
+                   .sandbox = builtins.sandbox.limits.get()};
+
   if (!options.http) {
     transport::StdioTransport stdio(server, transport::StdioOptions{});
+    ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<ConfigWatcher> watcher, WatchConfig(options.config_inputs, config, live));
     Status s = stdio.Run();
+    watcher.reset();
     events.Flush();
     if (processor) processor->Stop();
     retrieval->Save();
@@ -120,11 +135,17 @@ Status Serve(const Config& config, const ServeOptions& options) {
   http.port = host_port.second;
   http.max_body_bytes = static_cast<size_t>(config.max_body_bytes);
   http.keys = &keys;
+  http.rate_limit = {.per_second = config.rate_limit, .burst = config.rate_limit_burst};
+  http.metrics = PrometheusMetricsFor(server, builtins);  // GET /metrics
+  http.static_files = DashboardFiles();  // the read-only dashboard at /
 
   transport::HttpTransport transport(server, http);
   ENGRAM_RETURN_IF_ERROR(transport.Start());
   std::string shown_host = http.host.find(':') != std::string::npos ? "[" + http.host + "]" : http.host;
   PrintConnectHelp("http://" + shown_host + ":" + std::to_string(transport.port()) + "/mcp");
+  std::fprintf(stderr, "Memory dashboard (read-only): http://%s:%d/\n", shown_host.c_str(), transport.port());
+  live.http = &transport;
+  ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<ConfigWatcher> watcher, WatchConfig(options.config_inputs, config, live));
   std::atomic<bool> stopping{false};
   std::jthread waiter([&] {
     int sig = 0;
@@ -136,6 +157,7 @@ Status Serve(const Config& config, const ServeOptions& options) {
   transport.Wait();
   if (!stopping.exchange(true)) pthread_kill(waiter.native_handle(), SIGTERM);  // wake the waiter
   waiter.join();
+  if (watcher) watcher->Stop();
   events.Flush();
   if (processor) processor->Stop();
   retrieval->Save();

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <deque>
 #include <exception>
 #include <map>
@@ -16,6 +17,7 @@
 
 #include "common/logging.h"
 #include "common/mutex.h"
+#include "common/prometheus.h"
 #include "common/strings.h"
 #include "common/thread_pool.h"
 #include "mcp/jsonrpc.h"
@@ -131,19 +133,45 @@ std::optional<std::string> HostPart(std::string_view authority) {
   return std::string(authority.substr(0, colon));
 }
 
-bool IsLoopbackOrigin(std::string_view origin) {
+// The lower-cased "host[:port]" of an "http://" or "https://" Origin; nullopt for any
+// other scheme.
+std::optional<std::string> OriginAuthority(std::string_view origin) {
   std::string lower = AsciiLower(origin);
-  std::string_view rest = lower;
-  if (rest.starts_with("http://")) {
-    rest.remove_prefix(7);
-  } else if (rest.starts_with("https://")) {
-    rest.remove_prefix(8);
-  } else {
-    return false;
+  for (std::string_view scheme : {"http://", "https://"}) {
+    if (lower.starts_with(scheme)) return lower.substr(scheme.size());
   }
-  if (rest.find('/') != std::string_view::npos) return false;
-  std::optional<std::string> host = HostPart(rest);
+  return std::nullopt;
+}
+
+bool IsLoopbackOrigin(std::string_view origin) {
+  std::optional<std::string> authority = OriginAuthority(origin);
+  if (!authority.has_value() || authority->find('/') != std::string::npos) return false;
+  std::optional<std::string> host = HostPart(*authority);
   return host.has_value() && IsLoopbackName(*host);
+}
+
+// An Origin whose authority is exactly the Host header's: a page this server served.
+bool IsSameOrigin(std::string_view origin, std::string_view host_header) {
+  std::optional<std::string> authority = OriginAuthority(origin);
+  return authority.has_value() && !authority->empty() &&
+         *authority == AsciiLower(StripAsciiWhitespace(host_header));
+}
+
+// Whether an If-None-Match header ("*", or a list of tags, weak or strong) names `etag`.
+bool EtagMatches(const std::string& if_none_match, std::string_view etag) {
+  for (const std::string& tag : SplitAndTrim(if_none_match, ',')) {
+    std::string_view t = tag;
+    if (t.starts_with("W/")) t.remove_prefix(2);
+    if (t == "*" || t == etag) return true;
+  }
+  return false;
+}
+
+// "2.5" or "10": a rate for messages.
+std::string FormatRate(double per_second) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", per_second);
+  return buf;
 }
 
 std::string BindHost(const std::string& host) {
@@ -378,7 +406,11 @@ class HttpTransport::Impl {
       : server_(server),
         options_(std::move(options)),
         loopback_(IsLoopbackName(BindHost(options_.host))),
-        bound_port_(options_.port) {}
+        bound_port_(options_.port),
+        // Not owned: an aliasing pointer that deletes nothing.
+        keys_(std::shared_ptr<const mcp::ApiKeyStore>(), options_.keys) {
+    rate_limiter_.Set(options_.rate_limit);
+  }
 
   ~Impl() { Stop(); }
 
@@ -398,12 +430,19 @@ class HttpTransport::Impl {
     MutexLock lock(mu_);
     return sessions_.size();
   }
+  void SetKeys(std::shared_ptr<const mcp::ApiKeyStore> keys) ENGRAM_LOCKS_EXCLUDED(keys_mu_) {
+    MutexLock lock(keys_mu_);
+    keys_ = std::move(keys);
+  }
+  void SetRateLimit(RateLimit limit) { rate_limiter_.Set(limit); }
 
  private:
   void SetUpRoutes();
   void HandlePost(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader);
   void HandleGet(const httplib::Request& req, httplib::Response& res);
   void HandleDelete(const httplib::Request& req, httplib::Response& res);
+  void HandleStaticFile(const httplib::Request& req, httplib::Response& res) const;
+  void HandleMetrics(const httplib::Request& req, httplib::Response& res) const;
   void HandleInitialize(const Json& message, const mcp::Principal& principal, const AcceptedTypes& accept,
                         httplib::Response& res) ENGRAM_LOCKS_EXCLUDED(mu_);
   void StreamReply(const std::shared_ptr<PostExchange>& exchange, std::shared_ptr<ActiveRequest> active,
@@ -423,6 +462,17 @@ class HttpTransport::Impl {
   void DropAllSessions() ENGRAM_LOCKS_EXCLUDED(mu_);
   std::vector<std::shared_ptr<SessionEntry>> Sessions() const ENGRAM_LOCKS_EXCLUDED(mu_);
   size_t MaxGetStreams() const { return std::max<size_t>(1, options_.http_threads / 2); }
+  // The key store requests are checked against now (SetKeys); may be null.
+  std::shared_ptr<const mcp::ApiKeyStore> Keys() const ENGRAM_LOCKS_EXCLUDED(keys_mu_) {
+    MutexLock lock(keys_mu_);
+    return keys_;
+  }
+  bool AuthRequired(const mcp::ApiKeyStore* keys) const {
+    return !loopback_ || (keys != nullptr && keys->HasActiveKeys());
+  }
+  // Takes a token for `principal`'s client; when there is none, fills `res` with 429 and
+  // returns false.
+  bool CheckRateLimit(const httplib::Request& req, const mcp::Principal& principal, httplib::Response& res);
 
   // Constant after construction.
   mcp::McpServer& server_;
@@ -448,6 +498,11 @@ class HttpTransport::Impl {
   bool serving_ ENGRAM_GUARDED_BY(done_mu_) = false;
   bool serving_done_ ENGRAM_GUARDED_BY(done_mu_) = false;
 
+  // Changed while serving (config reload).
+  mutable Mutex keys_mu_;
+  std::shared_ptr<const mcp::ApiKeyStore> keys_ ENGRAM_GUARDED_BY(keys_mu_);
+  RateLimiter rate_limiter_;
+
   // Sessions and streams.
   mutable Mutex mu_;
   std::map<std::string, std::shared_ptr<SessionEntry>> sessions_ ENGRAM_GUARDED_BY(mu_);
@@ -461,7 +516,7 @@ Status HttpTransport::Impl::Start() {
   if (options_.port < 0 || options_.port > 65535) {
     return InvalidArgumentError("port " + std::to_string(options_.port) + " is not between 0 and 65535");
   }
-  if (!loopback_ && (options_.keys == nullptr || !options_.keys->HasActiveKeys())) {
+  if (const auto keys = Keys(); !loopback_ && (keys == nullptr || !keys->HasActiveKeys())) {
     return FailedPreconditionError("refusing to listen on " + options_.host +
                                    " without API keys: create one with `engram keys create`");
   }
@@ -505,7 +560,7 @@ Status HttpTransport::Impl::Start() {
   if (!http_.is_running()) {
     return UnavailableError("the HTTP server on " + options_.host + ":" + std::to_string(port) + " did not start");
   }
-  bool auth = !loopback_ || (options_.keys != nullptr && options_.keys->HasActiveKeys());
+  bool auth = AuthRequired(Keys().get());
   LogInfo("serving MCP over Streamable HTTP", {{"host", options_.host},
                                                {"port", std::to_string(port)},
                                                {"api_keys", auth ? "required" : "not required"}});
@@ -555,6 +610,14 @@ void HttpTransport::Impl::SetUpRoutes() {
   http_.Get("/mcp", [this](const httplib::Request& req, httplib::Response& res) { HandleGet(req, res); });
   http_.Delete("/mcp", [this](const httplib::Request& req, httplib::Response& res) { HandleDelete(req, res); });
   http_.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok", "text/plain"); });
+  if (options_.metrics) {
+    http_.Get("/metrics", [this](const httplib::Request& req, httplib::Response& res) { HandleMetrics(req, res); });
+  }
+  if (!options_.static_files.empty()) {
+    auto serve = [this](const httplib::Request& req, httplib::Response& res) { HandleStaticFile(req, res); };
+    http_.Get("/", serve);
+    http_.Get(R"(/assets/[^/]+)", serve);
+  }
 
   // Errors cpp-httplib produces itself (unknown path, body too large, unreadable request)
   // get a JSON body like ours; the ones our handlers wrote are left alone.
@@ -596,7 +659,11 @@ bool HttpTransport::Impl::CheckHostAndOrigin(const httplib::Request& req, httpli
   }
   if (req.has_header("Origin")) {
     std::string origin = req.get_header_value("Origin");
-    bool allowed = IsLoopbackOrigin(origin);
+    // A page served by this server (the dashboard) may call it: beyond loopback its Origin
+    // names the Host it was loaded from. That admits a rebound name too, which gains
+    // nothing there: every request beyond loopback needs an API key, and a page has only
+    // the keys its own origin was given.
+    bool allowed = IsLoopbackOrigin(origin) || IsSameOrigin(origin, req.get_header_value("Host"));
     for (const std::string& o : options_.allowed_origins) {
       allowed = allowed || o == "*" || AsciiLower(o) == AsciiLower(origin);
     }
@@ -610,7 +677,8 @@ bool HttpTransport::Impl::CheckHostAndOrigin(const httplib::Request& req, httpli
 
 std::optional<mcp::Principal> HttpTransport::Impl::Authenticate(const httplib::Request& req,
                                                                  httplib::Response& res) const {
-  const bool required = !loopback_ || (options_.keys != nullptr && options_.keys->HasActiveKeys());
+  const std::shared_ptr<const mcp::ApiKeyStore> keys = Keys();
+  const bool required = AuthRequired(keys.get());
   if (!required) return mcp::Principal{};
   std::string presented(StripAsciiWhitespace(req.get_header_value("X-API-Key")));
   if (presented.empty()) {
@@ -619,8 +687,8 @@ std::optional<mcp::Principal> HttpTransport::Impl::Authenticate(const httplib::R
       presented = std::string(StripAsciiWhitespace(std::string_view(authorization).substr(7)));
     }
   }
-  if (!presented.empty() && options_.keys != nullptr) {
-    Result<mcp::Principal> who = options_.keys->Verify(presented);
+  if (!presented.empty() && keys != nullptr) {
+    Result<mcp::Principal> who = keys->Verify(presented);
     if (who.ok()) return *std::move(who);
     LogWarn("HTTP request with a rejected API key",
             {{"reason", std::string(who.status().message())}, {"remote", req.remote_addr}});
@@ -629,6 +697,22 @@ std::optional<mcp::Principal> HttpTransport::Impl::Authenticate(const httplib::R
   SetError(res, 401, kTransportError,
            "Unauthorized: send a valid API key as X-API-Key or Authorization: Bearer");
   return std::nullopt;
+}
+
+bool HttpTransport::Impl::CheckRateLimit(const httplib::Request& req, const mcp::Principal& principal,
+                                         httplib::Response& res) {
+  // Keyed by API key where there is one, so clients behind one proxy address don't share
+  // a budget; by address otherwise.
+  const std::string client = principal.key_id.empty() ? "addr " + req.remote_addr : "key " + principal.key_id;
+  std::optional<std::chrono::milliseconds> wait = rate_limiter_.Acquire(client);
+  if (!wait.has_value()) return true;
+  const int64_t retry_after_s = std::max<int64_t>(1, (wait->count() + 999) / 1000);
+  res.set_header("Retry-After", std::to_string(retry_after_s));
+  SetError(res, 429, kTransportError,
+           "Too Many Requests: over the rate limit of " + FormatRate(rate_limiter_.limit().per_second) +
+               " requests per second; retry after " + std::to_string(retry_after_s) + " s");
+  LogDebug("HTTP request over the rate limit", {{"client", client}});
+  return false;
 }
 
 bool HttpTransport::Impl::CheckProtocolVersion(const httplib::Request& req, httplib::Response& res) const {
@@ -692,6 +776,7 @@ void HttpTransport::Impl::HandlePost(const httplib::Request& req, httplib::Respo
   if (!CheckHostAndOrigin(req, res)) return;
   std::optional<mcp::Principal> principal = Authenticate(req, res);
   if (!principal.has_value()) return;
+  if (!CheckRateLimit(req, *principal, res)) return;
   if (too_large || res.status == 413) {
     SetError(res, 413, kTransportError,
              "Payload Too Large: the body exceeds " + std::to_string(options_.max_body_bytes) + " bytes");
@@ -985,6 +1070,44 @@ void HttpTransport::Impl::HandleDelete(const httplib::Request& req, httplib::Res
   res.status = 204;
 }
 
+void HttpTransport::Impl::HandleMetrics(const httplib::Request& req, httplib::Response& res) const {
+  // The counters name tools, operations and volumes: as private as /mcp, so the same gate.
+  if (!CheckHostAndOrigin(req, res)) return;
+  if (!Authenticate(req, res).has_value()) return;
+  res.set_header("Cache-Control", "no-store");
+  res.set_content(options_.metrics(), kPrometheusContentType);
+}
+
+void HttpTransport::Impl::HandleStaticFile(const httplib::Request& req, httplib::Response& res) const {
+  if (!CheckHostAndOrigin(req, res)) return;
+  auto file = std::find_if(options_.static_files.begin(), options_.static_files.end(),
+                           [&](const StaticFile& f) { return f.path == req.path; });
+  if (file == options_.static_files.end()) {
+    res.status = 404;
+    res.set_content("Not Found: no such file\n", "text/plain; charset=utf-8");
+    return;
+  }
+  // The page shows text recorded by agents: it builds the DOM from text only, and this
+  // policy keeps it to its own script and style and to this server for fetches.
+  res.set_header("Content-Security-Policy",
+                 "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                 "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'");
+  res.set_header("X-Content-Type-Options", "nosniff");
+  res.set_header("Referrer-Policy", "no-referrer");
+  // Revalidated on every load, so a new binary's files are picked up at once; unchanged
+  // files cost a 304.
+  res.set_header("Cache-Control", "no-cache");
+  if (!file->etag.empty()) {
+    res.set_header("ETag", std::string(file->etag));
+    if (EtagMatches(req.get_header_value("If-None-Match"), file->etag)) {
+      res.status = 304;
+      return;
+    }
+  }
+  res.status = 200;
+  res.set_content(file->body.data(), file->body.size(), std::string(file->content_type));
+}
+
 void HttpTransport::Impl::SweepIdle(bool force) {
   if (options_.session_idle_timeout.count() <= 0) return;
   std::vector<std::shared_ptr<SessionEntry>> expired;
@@ -1038,6 +1161,10 @@ int HttpTransport::port() const { return impl_->port(); }
 void HttpTransport::Stop() { impl_->Stop(); }
 void HttpTransport::Wait() { impl_->Wait(); }
 size_t HttpTransport::Broadcast(const Json& message) { return impl_->Broadcast(message); }
+void HttpTransport::SetKeys(std::shared_ptr<const mcp::ApiKeyStore> keys) { impl_->SetKeys(std::move(keys)); }
+
+void HttpTransport::SetRateLimit(RateLimit limit) { impl_->SetRateLimit(limit); }
+
 size_t HttpTransport::session_count() const { return impl_->session_count(); }
 
 }  // namespace engram::transport

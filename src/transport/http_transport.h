@@ -9,7 +9,11 @@
 //   GET     the session's own SSE stream, for messages not tied to a request
 //           (Broadcast); kept open with comments.
 //   DELETE  ends the session; its id is then unknown (404).
-// and GET /healthz → 200 "ok" for probes (no auth).
+// and GET /healthz → 200 "ok" for probes (no auth); with HttpOptions::metrics, GET /metrics
+// (Prometheus text, authenticated like /mcp). With HttpOptions::static_files, also
+// GET / and GET /assets/<name>: fixed files (the dashboard) that carry no data of their own,
+// so they are served without a key but under the same Host/Origin checks; the page then
+// calls /mcp like any client.
 //
 // Security: bound to loopback (the default), requests must name a loopback Host and any
 // Origin must be a loopback origin or listed in allowed_origins (DNS-rebinding
@@ -25,15 +29,27 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engram/status.h"
 #include "mcp/auth.h"
 #include "mcp/server.h"
+#include "transport/rate_limiter.h"
 
 namespace engram::transport {
+
+// A file served as is at `path` ("/" or "/assets/app.js"). The views must outlive the
+// transport (the dashboard's are static data built into the binary).
+struct StaticFile {
+  std::string_view path;
+  std::string_view content_type;  // "text/html; charset=utf-8"
+  std::string_view body;
+  std::string_view etag;  // quoted, e.g. "\"3f9a...\""; empty: none
+};
 
 struct HttpOptions {
   // Address to listen on. Loopback ("127.0.0.1", "::1", "localhost") turns on Host
@@ -45,6 +61,10 @@ struct HttpOptions {
   size_t max_body_bytes = 4 << 20;
   // Not owned; must outlive the transport. Null: no keys (only allowed on loopback).
   const mcp::ApiKeyStore* keys = nullptr;
+  // POST /mcp requests allowed per API key (per client address when no key is needed);
+  // one over the limit gets 429 with Retry-After and a JSON-RPC error. Off by default.
+  // SetRateLimit() changes it while serving.
+  RateLimit rate_limit;
   // Origins accepted besides loopback ones, exactly as browsers send them
   // ("https://app.example.com"); "*" accepts any Origin.
   std::vector<std::string> allowed_origins;
@@ -61,6 +81,15 @@ struct HttpOptions {
   // How often an idle SSE stream gets a ": keepalive" comment, which also notices clients
   // that went away.
   std::chrono::milliseconds sse_keepalive{15000};
+  // Served on GET (and HEAD) with Cache-Control: no-cache and their ETag (304 when the
+  // client has it); any other path outside /mcp is 404. Empty (the default): none.
+  std::vector<StaticFile> static_files;
+  // GET /metrics answers what this returns (the Prometheus text format, e.g.
+  // server/register_builtins.h PrometheusMetricsFor), as text/plain; version=0.0.4, under
+  // the same Host/Origin checks and API keys as /mcp (401 without a valid key when keys
+  // are configured). Called on an HTTP thread, so it must be thread-safe. Unset (the
+  // default): /metrics is 404.
+  std::function<std::string()> metrics;
 };
 
 // Thread-safe: Stop() and Broadcast() may be called from any thread.
@@ -98,6 +127,14 @@ class HttpTransport {
 
   // Live sessions.
   size_t session_count() const;
+
+  // Replaces the API key store for every later request (config reload: auth.keys_file);
+  // requests already past authentication finish with the old one, which the transport
+  // keeps alive until then. Null: no keys. Sessions stay bound to their key id.
+  void SetKeys(std::shared_ptr<const mcp::ApiKeyStore> keys);
+
+  // Replaces the rate limit for every later request (config reload: server.rate_limit).
+  void SetRateLimit(RateLimit limit);
 
  private:
   class Impl;

@@ -175,10 +175,10 @@ TEST_F(CliTest, ConfigShowReportsValuesAndSources) {
   std::ofstream(dir_.File("config/engram/config.toml")) << "[storage]\ndurability = \"normal\"\n[log]\nlevel = \"warn\"\n";
   CliRun r = Engram("config show --set storage.busy_timeout_ms=2500", "ENGRAM_LOG_LEVEL=error");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_TRUE(std::regex_search(r.out, std::regex("storage\\.durability +normal +file ")));
-  EXPECT_TRUE(std::regex_search(r.out, std::regex("log\\.level +error +env ENGRAM_LOG_LEVEL")));
-  EXPECT_TRUE(std::regex_search(r.out, std::regex("storage\\.busy_timeout_ms +2500 +flag --set")));
-  EXPECT_TRUE(std::regex_search(r.out, std::regex("storage\\.db +.*memory\\.db +env ENGRAM_DB")));
+  EXPECT_TRUE(std::regex_search(r.out, std::regex("storage\\.durability +normal +restart +file ")));
+  EXPECT_TRUE(std::regex_search(r.out, std::regex("log\\.level +error +live +env ENGRAM_LOG_LEVEL")));
+  EXPECT_TRUE(std::regex_search(r.out, std::regex("storage\\.busy_timeout_ms +2500 +restart +flag --set")));
+  EXPECT_TRUE(std::regex_search(r.out, std::regex("storage\\.db +.*memory\\.db +restart +env ENGRAM_DB")));
   CliRun flag = Engram("config show --db /tmp/x.db --json");
   json j = json::parse(flag.out);
   bool found = false;
@@ -186,6 +186,7 @@ TEST_F(CliTest, ConfigShowReportsValuesAndSources) {
     if (v["key"] == "storage.db") {
       EXPECT_EQ(v["value"], "/tmp/x.db");
       EXPECT_EQ(v["origin"], "--db");
+      EXPECT_EQ(v["live"], false);  // the store needs a restart
       found = true;
     }
   }

@@ -290,8 +290,8 @@ class LmdbCacheImpl final : public LmdbCache {
       : env_(std::move(env)),
         base_(std::move(base)),
         clock_(options.clock != nullptr ? *options.clock : SystemClock()),
-        max_entries_(options.max_entries),
         max_bytes_(max_bytes),
+        max_entries_(options.max_entries),
         ttl_ms_(std::chrono::duration_cast<std::chrono::milliseconds>(options.ttl).count()) {}
 
   ~LmdbCacheImpl() override {
@@ -426,6 +426,10 @@ class LmdbCacheImpl final : public LmdbCache {
   }
 
   std::string CachePath() const override { return env_->path(); }
+  void SetLimits(size_t max_entries, std::chrono::seconds ttl) override {
+    max_entries_.store(max_entries, std::memory_order_relaxed);
+    ttl_ms_.store(std::chrono::duration_cast<std::chrono::milliseconds>(ttl).count(), std::memory_order_relaxed);
+  }
 
   Status Invalidate(std::span<const std::string> episode_ids) override {
     ENGRAM_ASSIGN_OR_RETURN(Ticket ticket,
@@ -537,7 +541,7 @@ class LmdbCacheImpl final : public LmdbCache {
       }
       ++ops.generation;
       if (rc == 0) rc = ApplyTouches(ops, touches);
-      if (rc == 0) rc = ops.Evict(max_entries_, max_bytes_, &evicted);
+      if (rc == 0) rc = ops.Evict(max_entries_.load(std::memory_order_relaxed), max_bytes_, &evicted);
       return rc != 0 ? rc : ops.Store();
     });
     if (!s.ok()) {
@@ -562,7 +566,8 @@ class LmdbCacheImpl final : public LmdbCache {
         Result<CachedEpisode> cached = DecodeCachedEpisode(View(val));
         if (!cached.ok() || cached->episode.episode_id != id) {
           undecodable = true;
-        } else if (ttl_ms_ > 0 && (now - cached->filled_at_ms >= ttl_ms_ || cached->filled_at_ms - now >= ttl_ms_)) {
+        } else if (const int64_t ttl_ms = ttl_ms_.load(std::memory_order_relaxed);
+                   ttl_ms > 0 && (now - cached->filled_at_ms >= ttl_ms || cached->filled_at_ms - now >= ttl_ms)) {
           expired = true;
         } else {
           out.hit = std::move(cached->episode);
@@ -616,7 +621,7 @@ class LmdbCacheImpl final : public LmdbCache {
       }
       rc = ops.PutEntry(id, value, static_cast<uint64_t>(now));
       if (rc == 0) rc = ApplyTouches(ops, touches);
-      if (rc == 0) rc = ops.Evict(max_entries_, max_bytes_, &evicted);
+      if (rc == 0) rc = ops.Evict(max_entries_.load(std::memory_order_relaxed), max_bytes_, &evicted);
       if (rc == 0) rc = ops.Store();
       filled = rc == 0;
       return rc;
@@ -679,9 +684,10 @@ class LmdbCacheImpl final : public LmdbCache {
   const std::shared_ptr<Env> env_;
   const std::unique_ptr<StorageBackend> base_;
   Clock& clock_;
-  const size_t max_entries_;
   const size_t max_bytes_;
-  const int64_t ttl_ms_;
+  // Changed by SetLimits (config reload); read once per operation.
+  std::atomic<size_t> max_entries_;
+  std::atomic<int64_t> ttl_ms_;
 
   // Lock-free.
   std::atomic<uint64_t> seq_{0};

@@ -96,7 +96,8 @@ TEST_F(ConfigTest, DefaultsUseXdgDataHome) {
                         "storage.url",     "storage.password_file", "storage.pool_size",
                         "cache.enabled",   "cache.max_entries",     "cache.ttl_seconds",
                         "log.level",       "log.format",            "server.http",
-                        "server.max_body_bytes", "auth.keys_file",  "tools.disclosure",
+                        "server.max_body_bytes", "server.rate_limit", "server.rate_limit_burst",
+                        "auth.keys_file",  "tools.disclosure",
                         "tools.advanced_after_calls", "tools.expert_after_calls",
                         "sandbox.enabled", "sandbox.max_timeout_ms", "sandbox.max_memory_mb",
                         "redaction.enabled", "redaction.mode", "redaction.allow", "redaction.extra_patterns",
@@ -111,7 +112,7 @@ TEST_F(ConfigTest, DefaultsUseXdgDataHome) {
                         "learning.decay_half_life_days", "learning.queue_capacity", "learning.workers"};
   const char* values[] = {"/data/xdg/engram/memory.db", "full", "10000", "", "", "10", "true", "10000", "3600",
                           "info", "auto", "",
-                          "4194304", keys_file.c_str(), "progressive", "3", "10", "true", "30000", "512",
+                          "4194304", "0", "20", keys_file.c_str(), "progressive", "3", "10", "true", "30000", "512",
                           "true", "redact", "", "",
                           "0.2", "0.5", "0.15", "0.1", "0.05", "30", "0.7", "256", "50", "50", "5000", "hashing",
                           "256", "", "", "", "5000", "32", "2", "5", "30", "true", "0.7", "0.3", "30", "1000", "1"};
@@ -552,11 +553,11 @@ TEST_F(ConfigTest, FormatConfigTableShowsValuesAndSources) {
 
   std::string table = FormatConfigTable(*config);
   EXPECT_THAT(table, HasSubstr("config file: " + path + " (default location)\n"));
-  EXPECT_THAT(table, HasSubstr("KEY "));
-  EXPECT_THAT(table, ::testing::ContainsRegex("storage\\.db +/env\\.db +env ENGRAM_DB\n"));
-  EXPECT_THAT(table, ::testing::ContainsRegex("storage\\.durability +normal +file " + path + "\n"));
-  EXPECT_THAT(table, ::testing::ContainsRegex("storage\\.busy_timeout_ms +10000 +default\n"));
-  EXPECT_THAT(table, ::testing::ContainsRegex("log\\.level +debug +flag --log-level\n"));
+  EXPECT_THAT(table, ::testing::ContainsRegex("KEY +VALUE +RELOAD +SOURCE\n"));
+  EXPECT_THAT(table, ::testing::ContainsRegex("storage\\.db +/env\\.db +restart +env ENGRAM_DB\n"));
+  EXPECT_THAT(table, ::testing::ContainsRegex("storage\\.durability +normal +restart +file " + path + "\n"));
+  EXPECT_THAT(table, ::testing::ContainsRegex("storage\\.busy_timeout_ms +10000 +restart +default\n"));
+  EXPECT_THAT(table, ::testing::ContainsRegex("log\\.level +debug +live +flag --log-level\n"));
 }
 
 TEST_F(ConfigTest, FormatConfigJson) {
@@ -576,6 +577,43 @@ TEST_F(ConfigTest, FormatConfigJson) {
   EXPECT_EQ(json["values"][2]["value"], 10000);  // integers stay integers
   EXPECT_EQ(json["values"][2]["source"], "default");
   EXPECT_FALSE(json["values"][2]["description"].get<std::string>().empty());
+  EXPECT_EQ(json["values"][2]["live"], false);
+  for (const nlohmann::json& value : json["values"]) ASSERT_TRUE(value["live"].is_boolean()) << value.dump();
+}
+
+// What a running server applies on reload (issue 9) and what needs a restart.
+TEST_F(ConfigTest, KeysAreMarkedLiveOrRestartOnly) {
+  Result<Config> config = LoadConfig(Inputs());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  for (const char* key : {"log.level", "log.format", "retrieval.weight_lexical", "retrieval.mmr_lambda",
+                          "tools.disclosure", "tools.advanced_after_calls", "cache.ttl_seconds", "cache.max_entries",
+                          "server.rate_limit", "server.rate_limit_burst", "sandbox.max_timeout_ms",
+                          "sandbox.max_memory_mb", "auth.keys_file"}) {
+    EXPECT_TRUE(ValueOf(*config, key).live) << key;
+  }
+  for (const char* key : {"storage.db", "storage.url", "server.http", "server.max_body_bytes", "cache.enabled",
+                          "sandbox.enabled", "embedding.provider", "retrieval.exact_below", "learning.workers"}) {
+    EXPECT_FALSE(ValueOf(*config, key).live) << key;
+  }
+}
+
+TEST_F(ConfigTest, RateLimitKeys) {
+  Result<Config> config = LoadConfig(Inputs());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->rate_limit, 0);  // off by default
+  EXPECT_EQ(config->rate_limit_burst, 20);
+
+  WriteDefaultConfig("[server]\nrate_limit = 2.5\nrate_limit_burst = 5\n");
+  config = LoadConfig(Inputs());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->rate_limit, 2.5);
+  EXPECT_EQ(config->rate_limit_burst, 5);
+
+  env_["ENGRAM_SERVER_RATE_LIMIT"] = "-1";
+  EXPECT_THAT(LoadConfig(Inputs()).status().message(), HasSubstr("server.rate_limit"));
+  env_["ENGRAM_SERVER_RATE_LIMIT"] = "";
+  env_["ENGRAM_SERVER_RATE_LIMIT_BURST"] = "0";
+  EXPECT_THAT(LoadConfig(Inputs()).status().message(), HasSubstr("server.rate_limit_burst"));
 }
 
 TEST_F(ConfigTest, ServerAndToolKeysFromFileEnvAndFlags) {

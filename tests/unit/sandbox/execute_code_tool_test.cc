@@ -2,6 +2,7 @@
 // tier), its arguments, its result shape, and isError naming a missing layer.
 #include "sandbox/execute_code_tool.h"
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -127,6 +128,17 @@ TEST_F(ExecuteCodeToolTest, AMissingLayerIsIsErrorNamingIt) {
   EXPECT_THAT(r["content"][0]["text"].get<std::string>(), HasSubstr("sandbox layer landlock"));
 }
 
+TEST_F(ExecuteCodeToolTest, CountsRunsThatReachedTheSandboxAndTheirViolations) {
+  fake_->result.violations.push_back({"timeout", "wall clock limit of 100 ms"});
+  Call({{"code", "print(1)"}, {"language", "javascript"}});
+  Call({{"code", "1"}, {"language", "ruby"}});  // bad arguments: never reaches the sandbox
+  fake_->ready = FailedPreconditionError("sandbox layer landlock is unavailable on this host: ENOSYS");
+  Call({{"code", "print(1)"}, {"language", "javascript"}});  // nothing ran
+  mcp::ServerMetrics::Snapshot m = server_.metrics().Get();
+  EXPECT_EQ(m.executions_by_language, (std::map<std::string, int64_t>{{"javascript", 1}}));
+  EXPECT_EQ(m.violations_by_kind, (std::map<std::string, int64_t>{{"syscall", 1}, {"timeout", 1}}));
+}
+
 TEST(RegisterSandboxToolsTest, DisabledRegistersNothingAndAMissingHelperAnswersWhy) {
   mcp::McpServer off{mcp::ServerOptions{}};
   SandboxToolOptions options;
@@ -167,6 +179,57 @@ TEST(SandboxToolOptionsTest, ComeFromConfig) {
   EXPECT_EQ(o.sandbox.default_timeout, std::chrono::milliseconds(2000));  // clamped to the max
   EXPECT_EQ(o.sandbox.max_memory_mb, 64);
   EXPECT_EQ(o.sandbox.default_memory_mb, 64);
+}
+
+}  // namespace
+}  // namespace engram::sandbox
+
+namespace engram::sandbox {
+namespace {
+
+// Caps read at every call (config reload changes them while serving).
+TEST(ExecuteCodeLiveLimitsTest, CapsChangeForTheNextCall) {
+  mcp::McpServer server{mcp::ServerOptions{}};
+  auto fake = std::make_shared<FakeSandbox>();
+  auto limits = std::make_shared<SandboxLimits>(2000, 64);
+  ASSERT_TRUE(RegisterExecuteCodeTool(server, fake, limits).ok());
+  const mcp::ToolDefinition* tool = server.tools().Find("execute_code");
+  ASSERT_NE(tool, nullptr);
+  EXPECT_EQ(tool->input_schema["properties"]["timeout_ms"]["maximum"], kMaxTimeoutCeilingMs);
+  auto session = server.NewSession({});
+  NullChannel channel;
+  int id = 1;
+  auto call = [&](Json arguments) {
+    Json request = {{"jsonrpc", "2.0"},
+                    {"id", id++},
+                    {"method", "tools/call"},
+                    {"params", {{"name", "execute_code"}, {"arguments", std::move(arguments)}}}};
+    return session->HandleMessage(request, channel).value_or(Json::object())["result"];
+  };
+  session->HandleMessage({{"jsonrpc", "2.0"},
+                          {"id", id++},
+                          {"method", "initialize"},
+                          {"params",
+                           {{"protocolVersion", "2025-11-25"},
+                            {"capabilities", Json::object()},
+                            {"clientInfo", {{"name", "t"}, {"version", "1"}}}}}},
+                         channel);
+
+  Json refused = call({{"code", "1"}, {"language", "javascript"}, {"timeout_ms", 3000}});
+  EXPECT_EQ(refused["isError"], true);
+  EXPECT_THAT(refused.dump(), ::testing::HasSubstr("timeout_ms: must be at most 2000"));
+  EXPECT_FALSE(fake->last.has_value()) << "nothing ran";
+
+  // Unset limits default to the sandbox default, capped by the limit in force.
+  EXPECT_EQ(call({{"code", "1"}, {"language", "javascript"}})["isError"], false);
+  ASSERT_TRUE(fake->last.has_value());
+  EXPECT_EQ(fake->last->timeout, std::chrono::milliseconds(2000));
+  EXPECT_EQ(fake->last->memory_mb, 64);
+
+  limits->Set(5000, 256);
+  EXPECT_EQ(call({{"code", "1"}, {"language", "javascript"}, {"timeout_ms", 3000}})["isError"], false);
+  EXPECT_EQ(fake->last->timeout, std::chrono::milliseconds(3000));
+  EXPECT_EQ(call({{"code", "1"}, {"language", "javascript"}, {"memory_mb", 512}})["isError"], true);
 }
 
 }  // namespace

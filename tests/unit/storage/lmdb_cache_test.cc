@@ -242,6 +242,26 @@ TEST_F(LmdbCacheTest, EveryKindOfWriteInvalidates) {
   EXPECT_EQ(Metrics(*store).errors, 0u);
 }
 
+// SetLimits (config reload): the next read uses the new TTL, the next fill the new bound.
+TEST_F(LmdbCacheTest, SetLimitsAppliesToTheNextReadAndFill) {
+  LmdbOptions options = Options();
+  options.ttl = std::chrono::seconds(3600);
+  auto store = OpenCached(OpenSqlite(DbPath()), options);
+  ASSERT_NE(store, nullptr);
+  Episode e = MakeEpisode(clock_, 1);
+  ASSERT_TRUE(store->CreateEpisode(e).ok());
+  clock_.Advance(std::chrono::seconds(30));
+  ASSERT_TRUE(store->GetEpisode(e.episode_id).ok());
+  EXPECT_EQ(Metrics(*store).hits, 1u);
+
+  AsLmdbCache(*store)->SetLimits(/*max_entries=*/1, std::chrono::seconds(10));
+  ASSERT_TRUE(store->GetEpisode(e.episode_id).ok());  // 30 s old: past the new TTL
+  EXPECT_EQ(Metrics(*store).expired, 1u);
+  ASSERT_TRUE(store->CreateEpisode(MakeEpisode(clock_, 1)).ok());
+  ASSERT_TRUE(store->CreateEpisode(MakeEpisode(clock_, 1)).ok());
+  EXPECT_GE(Metrics(*store).evictions, 1u);
+}
+
 TEST_F(LmdbCacheTest, EntriesExpireAfterTheTtl) {
   LmdbOptions options = Options();
   options.ttl = std::chrono::seconds(60);
