@@ -38,6 +38,7 @@ Result<const Config*> Session::config() {
   ENGRAM_ASSIGN_OR_RETURN(Config config, LoadConfig(inputs));
   InitLogging(config.log_level, config.log_format);
   config_ = std::move(config);
+  config_inputs_ = std::move(inputs);
   return &*config_;
 }
 
@@ -171,6 +172,7 @@ int RunCli(int argc, char** argv) {
     selected = [&](Session& session) -> Status {
       ENGRAM_ASSIGN_OR_RETURN(const Config* config, session.config());
       if (!serve_options.http && !config->server_http.empty()) serve_options.http = config->server_http;
+      serve_options.config_inputs = session.config_inputs();
       return server::Serve(*config, serve_options);
     };
   });
@@ -180,6 +182,7 @@ int RunCli(int argc, char** argv) {
   AddQueryCommands(app, &selected);
   AddPatternCommands(app, &selected);
   AddDoctorCommand(app, &selected);
+  AddBackupCommands(app, &selected);
 
   try {
     app.parse(argc, argv);

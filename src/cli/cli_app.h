@@ -41,6 +41,9 @@ class Session {
   explicit Session(const GlobalOptions& options) : options_(options) {}
 
   Result<const Config*> config();
+  // What config() was loaded from (after a successful config()), for `engram serve` to
+  // load again on reload.
+  const ConfigInputs& config_inputs() const { return config_inputs_; }
   // Opens the configured store (creating it when missing).
   Result<Memory*> memory();
   // Retrieval over the store (embedding provider, vector index opened and caught up).
@@ -50,6 +53,7 @@ class Session {
  private:
   const GlobalOptions& options_;
   std::optional<Config> config_;
+  ConfigInputs config_inputs_;
   std::unique_ptr<StorageBackend> store_;
   std::unique_ptr<Memory> memory_;
   std::shared_ptr<server::RetrievalStack> retrieval_;
@@ -60,6 +64,8 @@ using Command = std::function<Status(Session&)>;
 
 // Registers `engram doctor`.
 void AddDoctorCommand(CLI::App& app, Command* selected);
+// Registers `engram backup PATH` and `engram restore PATH` (the SQLite store, online).
+void AddBackupCommands(CLI::App& app, Command* selected);
 
 // Registers `engram episode ...`. `selected` receives the chosen command's body.
 void AddEpisodeCommands(CLI::App& app, Command* selected);
