@@ -3,7 +3,8 @@
 #                   with the embedded store (ENGRAM_HTTP=host:port to change)
 #   make test       install missing deps, build, run every test through CTest
 #   make test-asan  the same under AddressSanitizer + UndefinedBehaviorSanitizer (Debug)
-#   make bench      build and run the benchmarks in bench/
+#   make bench      build and run the benchmarks in bench/ (the storage ones against a
+#                   throwaway PostgreSQL cluster, as make test)
 #   make eval       retrieval quality on bench/eval (Recall@k, MRR, nDCG; three modes)
 #   make fuzz       libFuzzer over the JSON-RPC framing and parser (FUZZ_SECONDS, default 30)
 
@@ -68,6 +69,7 @@ bench: build
 	$(BUILD_DIR)/bench/core_bench --benchmark_counters_tabular=true
 	$(BUILD_DIR)/bench/retrieval_scale_bench --sizes 10000,100000
 	bench/mcp/run.sh $(BUILD_DIR)/engram
+	bench/storage/run.sh $(BUILD_DIR)
 
 eval: build
 	$(BUILD_DIR)/bench/retrieval_eval --dir bench/eval

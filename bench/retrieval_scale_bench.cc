@@ -22,18 +22,13 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <random>
-
-#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "bench/scale_corpus.h"
 #include "common/fake_clock.h"
-#include "common/ids.h"
-#include "core/reflection.h"
-#include "core/reward.h"
 #include "engram/embedding.h"
 #include "engram/lmdb_cache.h"
 #include "engram/sqlite_backend.h"
@@ -46,178 +41,13 @@ namespace {
 
 namespace fs = std::filesystem;
 using Clock_ = std::chrono::steady_clock;
+using bench::CheckOrExit;
+using bench::Percentile;
 
 constexpr size_t kBatch = 1'000;
 
-const std::vector<std::string> kDomains = {"web-api", "databases", "build-systems", "ci-cd", "frontend",
-                                           "infrastructure", "data-pipelines", "concurrency", "security", "testing"};
-const std::vector<std::string> kVerbs = {"fix", "debug", "add", "refactor", "speed up", "migrate", "upgrade",
-                                         "document", "test", "remove", "rewrite", "investigate"};
-const std::vector<std::string> kProblems = {
-    "flaky test",     "memory leak",    "deadlock",      "race condition", "timeout",     "slow query",
-    "crash on start", "401 response",   "rate limiting", "cache miss",     "n+1 queries", "broken build",
-    "oom kill",       "stale cache",    "wrong encoding", "retry storm",   "null pointer", "disk full",
-    "cert expiry",    "schema drift",   "lock contention", "bad merge",    "version skew", "hot loop"};
-const std::vector<std::string> kComponents = {
-    "payments service", "auth middleware", "order importer", "search indexer", "user profile page",
-    "billing job",      "kafka consumer",  "grpc gateway",   "webpack config", "terraform module",
-    "helm chart",       "postgres replica", "redis cluster", "s3 uploader",    "react table",
-    "scheduler",        "metrics exporter", "login form",    "nightly etl",    "docker image"};
-const std::vector<std::string> kLanguages = {"python", "go", "rust", "typescript", "java", "c++", "ruby"};
-const std::vector<std::string> kTools = {"bash", "read_file", "edit_file", "grep", "run_tests", "git", "docker",
-                                         "kubectl", "psql", "npm", "cargo", "make"};
-
-template <typename T>
-const T& Pick(std::mt19937_64& rng, const std::vector<T>& v) {
-  return v[rng() % v.size()];
-}
-
-Episode Generate(std::mt19937_64& rng, FakeClock& clock) {
-  Episode e;
-  e.episode_id = NewUuidV7(clock);
-  const std::string& problem = Pick(rng, kProblems);
-  const std::string& component = Pick(rng, kComponents);
-  e.task_description = Pick(rng, kVerbs) + " the " + problem + " in the " + component + " (ticket " +
-                       std::to_string(rng() % 100000) + ")";
-  e.task_type = static_cast<TaskType>(rng() % 7);
-  e.context.domain = Pick(rng, kDomains);
-  e.context.language = Pick(rng, kLanguages);
-  e.start_time = clock.Now();
-  const int steps = 4 + static_cast<int>(rng() % 6);
-  for (int i = 1; i <= steps; ++i) {
-    Step s;
-    s.step_number = i;
-    s.timestamp = e.start_time + std::chrono::seconds(30 * i);
-    s.tool = Pick(rng, kTools);
-    s.action = "look at the " + component + " " + Pick(rng, kProblems);
-    const bool error = rng() % 5 == 0;
-    s.result = StepResult{error ? StepStatus::kError : StepStatus::kSuccess,
-                          "output of step " + std::to_string(i) + " about " + problem,
-                          error ? std::optional<std::string>("error: " + problem) : std::nullopt};
-    s.latency_ms = 200 + static_cast<int64_t>(rng() % 2000);
-    e.steps.push_back(std::move(s));
-  }
-  e.end_time = e.start_time + std::chrono::seconds(30 * steps + 30);
-  Outcome o;
-  if (rng() % 5 == 0) {
-    o.kind = OutcomeKind::kFailure;
-    o.reason = "could not reproduce the " + problem;
-  } else {
-    o.kind = OutcomeKind::kSuccess;
-    o.verdict = "the " + problem + " in the " + component + " is fixed";
-  }
-  e.outcome = o;
-  e.reward = ComputeReward(e);
-  e.reflection = GenerateReflection(e, *e.reward);
-  clock.Advance(std::chrono::seconds(7));
-  return e;
-}
-
-// Episodes and queries of bench/eval, as templates for the "corpus" vocabulary: each
-// synthetic episode takes one eval episode's task, steps and outcome, swaps a few words
-// for words of two other eval episodes, and adds a unique ticket number, so word
-// frequencies follow real coding text rather than a 100-word vocabulary.
-struct EvalTemplates {
-  std::vector<nlohmann::json> episodes;
-  std::vector<std::string> queries;
-};
-
-EvalTemplates LoadEvalTemplates(const std::string& dir) {
-  EvalTemplates t;
-  for (const char* sub : {"/corpus", "/queries"}) {
-    for (const auto& f : fs::directory_iterator(dir + sub)) {
-      std::ifstream in(f.path());
-      for (std::string line; std::getline(in, line);) {
-        if (line.empty()) continue;
-        nlohmann::json j = nlohmann::json::parse(line);
-        if (std::string(sub) == "/corpus") {
-          t.episodes.push_back(std::move(j));
-        } else {
-          t.queries.push_back(j.value("query", ""));
-        }
-      }
-    }
-  }
-  return t;
-}
-
-std::string Mix(std::mt19937_64& rng, const std::string& base, const std::string& other) {
-  std::vector<std::string> a, b;
-  std::stringstream sa(base), sb(other);
-  for (std::string w; sa >> w;) a.push_back(w);
-  for (std::string w; sb >> w;) b.push_back(w);
-  if (!b.empty()) {
-    for (std::string& w : a) {
-      if (rng() % 5 == 0) w = b[rng() % b.size()];
-    }
-  }
-  std::string out;
-  for (const std::string& w : a) out += (out.empty() ? "" : " ") + w;
-  return out;
-}
-
-Episode GenerateFromCorpus(std::mt19937_64& rng, FakeClock& clock, const EvalTemplates& t) {
-  const nlohmann::json& base = t.episodes[rng() % t.episodes.size()];
-  const nlohmann::json& other = t.episodes[rng() % t.episodes.size()];
-  Episode e;
-  e.episode_id = NewUuidV7(clock);
-  e.task_description = Mix(rng, base.value("task", ""), other.value("task", "")) + " (ticket " +
-                       std::to_string(rng() % 1'000'000) + ")";
-  e.task_type = ParseTaskType(base.value("task_type", "other")).value_or(TaskType::kOther);
-  e.context.domain = base.value("domain", "general");
-  if (base.contains("language")) e.context.language = base.value("language", "");
-  e.start_time = clock.Now();
-  int n = 0;
-  for (const nlohmann::json& st : base.value("steps", nlohmann::json::array())) {
-    Step s;
-    s.step_number = ++n;
-    s.timestamp = e.start_time + std::chrono::seconds(30 * n);
-    s.tool = st.value("tool", "bash");
-    s.action = Mix(rng, st.value("action", ""), other.value("task", ""));
-    const bool error = st.value("status", "success") != "success";
-    s.result = StepResult{error ? StepStatus::kError : StepStatus::kSuccess, st.value("output", ""),
-                          error ? std::optional<std::string>(st.value("message", "error")) : std::nullopt};
-    s.latency_ms = 200 + static_cast<int64_t>(rng() % 2000);
-    e.steps.push_back(std::move(s));
-  }
-  e.end_time = e.start_time + std::chrono::seconds(30 * n + 30);
-  const nlohmann::json& o = base.at("outcome");
-  Outcome out;
-  out.kind = ParseOutcomeKind(o.value("kind", "success")).value_or(OutcomeKind::kSuccess);
-  out.verdict = o.value("verdict", "done");
-  out.reason = o.value("reason", "failed");
-  if (out.kind == OutcomeKind::kPartialSuccess) out.completed = {"part"};
-  e.outcome = out;
-  e.reward = ComputeReward(e);
-  e.reflection = GenerateReflection(e, *e.reward);
-  clock.Advance(std::chrono::seconds(7));
-  return e;
-}
-
-double RssMiB() {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
-  }
-  return 0;
-}
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t i = static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
-}
-
-double Seconds(Clock_::time_point since) { return std::chrono::duration<double>(Clock_::now() - since).count(); }
-
-void Check(const Status& s, const char* what) {
-  if (!s.ok()) {
-    std::fprintf(stderr, "%s: %s\n", what, s.ToString().c_str());
-    std::exit(1);
-  }
-}
+double Seconds(Clock_::time_point since) { return bench::SecondsSince(since); }
+void Check(const Status& s, const char* what) { CheckOrExit(s, what); }
 
 int Main(int argc, char** argv) {
   std::vector<size_t> sizes = {10'000, 100'000};
@@ -244,23 +74,10 @@ int Main(int argc, char** argv) {
       dir = v;
     }
   }
-  if (vocabulary != "corpus" && vocabulary != "synthetic") {
-    std::fprintf(stderr, "--vocabulary: corpus or synthetic\n");
-    return 2;
-  }
   FakeClock clock;
-  const EvalTemplates templates = vocabulary == "corpus" ? LoadEvalTemplates(eval_dir) : EvalTemplates{};
-  if (vocabulary == "corpus" && (templates.episodes.empty() || templates.queries.empty())) {
-    std::fprintf(stderr, "no eval corpus under %s (run from the repository root or pass --eval)\n", eval_dir.c_str());
-    return 2;
-  }
-  auto generate = [&](std::mt19937_64& r) {
-    return vocabulary == "corpus" ? GenerateFromCorpus(r, clock, templates) : Generate(r, clock);
-  };
-  auto query_text = [&](std::mt19937_64& r) {
-    return vocabulary == "corpus" ? templates.queries[r() % templates.queries.size()]
-                                  : Pick(r, kVerbs) + " " + Pick(r, kProblems) + " " + Pick(r, kComponents);
-  };
+  const bench::ScaleCorpus corpus = bench::ScaleCorpus::OpenOrExit(vocabulary, eval_dir);
+  auto generate = [&](std::mt19937_64& r) { return corpus.Generate(r, clock); };
+  auto query_text = [&](std::mt19937_64& r) { return corpus.Query(r); };
   std::printf("vocabulary: %s\n\n", vocabulary.c_str());
   fs::remove_all(dir);
   fs::create_directories(dir);
@@ -331,7 +148,7 @@ int Main(int argc, char** argv) {
     for (size_t i = 0; i < n_queries; ++i) {
       RetrievalQuery q;
       q.text = query_text(qrng);
-      if (i % 2 == 0) q.domain = Pick(qrng, kDomains);
+      if (i % 2 == 0) q.domain = corpus.Domain(qrng);
       auto s = Clock_::now();
       auto r = retriever.Retrieve(q);
       Check(r.status(), "query");
@@ -342,7 +159,7 @@ int Main(int argc, char** argv) {
     std::mt19937_64 srng(7);
     for (size_t i = 0; i < std::min<size_t>(n_queries, 100); ++i) {
       std::string text = query_text(srng);
-      if (i % 2 == 0) (void)Pick(srng, kDomains);
+      if (i % 2 == 0) (void)corpus.Domain(srng);
       TextSearchRequest req;
       req.words = SearchTokens(text);
       req.limit = ranking.lexical_candidates;
@@ -371,7 +188,7 @@ int Main(int argc, char** argv) {
                 static_cast<double>(new_episodes) / std::max(ingest_s, 1e-9),
                 static_cast<double>(steps) / std::max(ingest_s, 1e-9),
                 static_cast<double>(*indexed) / std::max(embed_s, 1e-9), build_s, std::string(index->mode()).c_str(),
-                Percentile(ms, 0.5), Percentile(ms, 0.95), Percentile(ms, 1.0), RssMiB(), db_mib);
+                Percentile(ms, 0.5), Percentile(ms, 0.95), Percentile(ms, 1.0), bench::RssMiB(), db_mib);
     std::fflush(stdout);
   }
   std::printf("\nStages alone, p50 ms (full-text search of %zu hits, query embedding, %zu nearest neighbours, "
