@@ -172,6 +172,12 @@ class StorageBackend {
   // The episode with all its steps in step order. Errors: kNotFound.
   virtual Result<Episode> GetEpisode(std::string_view episode_id) = 0;
 
+  // The episodes of `episode_ids` that exist, each with all its steps, in the order of
+  // `episode_ids` (an id named twice comes back once; ids of no episode are left out). For
+  // readers that need many at once, such as ranking: a remote store answers in one round
+  // trip instead of one per episode. The default calls GetEpisode for each.
+  virtual Result<std::vector<Episode>> GetEpisodes(std::span<const std::string> episode_ids);
+
   // Streams episodes matching `filter`, newest first, without loading them all.
   virtual Result<std::unique_ptr<EpisodeStream>> ListEpisodes(const EpisodeFilter& filter) = 0;
 

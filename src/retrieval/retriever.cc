@@ -394,13 +394,16 @@ Result<RetrievalResult> Retriever::Compute(const RetrievalQuery& q, std::string_
 
   std::vector<ScoredEpisode> scored;
   scored.reserve(candidates.size());
-  for (auto& [id, c] : candidates) {
-    Result<Episode> loaded = store_.GetEpisode(id);
-    if (!loaded.ok()) {
-      if (loaded.status().code() == StatusCode::kNotFound) continue;  // deleted meanwhile
-      return loaded.status();
-    }
-    Episode& e = *loaded;
+  // All candidates in one read (one round trip on a remote store); one deleted meanwhile is
+  // not among them.
+  std::vector<std::string> candidate_ids;
+  candidate_ids.reserve(candidates.size());
+  for (const auto& [id, c] : candidates) candidate_ids.push_back(id);
+  ENGRAM_ASSIGN_OR_RETURN(std::vector<Episode> loaded, store_.GetEpisodes(candidate_ids));
+  for (Episode& e : loaded) {
+    auto found = candidates.find(e.episode_id);
+    if (found == candidates.end()) continue;
+    Candidate& c = found->second;
     if (!e.end_time) continue;
     if (!DomainAllowed(q.allowed_domains, e.context.domain)) continue;
     if (q.domain_filter && e.context.domain != *q.domain) continue;

@@ -60,14 +60,14 @@ class PostgresCache final : public LmdbCache {
   Status CompleteEpisode(const Episode& episode) override { return cached_->CompleteEpisode(episode); }
 
   Result<Episode> GetEpisode(std::string_view episode_id) override {
-    // Read after the generation: a listener that reached it has applied (invalidated)
-    // every write committed before this call began.
-    if (connected_.load()) {
-      Result<int64_t> generation = base_.Generation();
-      if (generation.ok() && applied_.load() >= *generation) return cached_->GetEpisode(episode_id);
-    }
+    if (CopiesAreCurrent()) return cached_->GetEpisode(episode_id);
     read_through_.fetch_add(1, std::memory_order_relaxed);
     return base_.GetEpisode(episode_id);
+  }
+  Result<std::vector<Episode>> GetEpisodes(std::span<const std::string> episode_ids) override {
+    if (CopiesAreCurrent()) return cached_->GetEpisodes(episode_ids);
+    read_through_.fetch_add(episode_ids.size(), std::memory_order_relaxed);
+    return base_.GetEpisodes(episode_ids);  // one round trip for all
   }
 
   Result<std::unique_ptr<EpisodeStream>> ListEpisodes(const EpisodeFilter& filter) override {
@@ -131,6 +131,14 @@ class PostgresCache final : public LmdbCache {
   Status Clear() override { return cache_.Clear(); }
 
  private:
+  // Whether the cached copies may be served: the listener is connected and has applied
+  // (invalidated) every write committed before this call began (read after the generation).
+  bool CopiesAreCurrent() {
+    if (!connected_.load()) return false;
+    Result<int64_t> generation = base_.Generation();
+    return generation.ok() && applied_.load() >= *generation;
+  }
+
   // LISTEN is in effect and the store was at `generation` after that: what was missed
   // before is dropped wholesale.
   void OnConnected(int64_t generation) {

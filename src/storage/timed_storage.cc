@@ -31,6 +31,9 @@ Status TimedStorage::CompleteEpisode(const Episode& episode) {
 Result<Episode> TimedStorage::GetEpisode(std::string_view episode_id) {
   return Timed("GetEpisode", [&](StorageBackend& b) { return b.GetEpisode(episode_id); });
 }
+Result<std::vector<Episode>> TimedStorage::GetEpisodes(std::span<const std::string> episode_ids) {
+  return Timed("GetEpisodes", [&](StorageBackend& b) { return b.GetEpisodes(episode_ids); });
+}
 Result<std::unique_ptr<EpisodeStream>> TimedStorage::ListEpisodes(const EpisodeFilter& filter) {
   return Timed("ListEpisodes", [&](StorageBackend& b) { return b.ListEpisodes(filter); });
 }

@@ -41,6 +41,7 @@ class TimedStorage final : public StorageBackend {
   Result<int> AppendStep(std::string_view episode_id, const Step& step) override;
   Status CompleteEpisode(const Episode& episode) override;
   Result<Episode> GetEpisode(std::string_view episode_id) override;
+  Result<std::vector<Episode>> GetEpisodes(std::span<const std::string> episode_ids) override;
   Result<std::unique_ptr<EpisodeStream>> ListEpisodes(const EpisodeFilter& filter) override;
   Result<bool> DeleteEpisode(std::string_view episode_id) override;
   Result<StoreStats> Stats() override;

@@ -26,6 +26,23 @@ TEST_P(BackendConformance, CreateThenGetRoundTripsEveryField) {
   EXPECT_EQ(*got, e);
 }
 
+TEST_P(BackendConformance, GetEpisodesReturnsTheExistingOnesInTheOrderAsked) {
+  Episode a = MakeEpisode(clock_, 3);
+  Episode b = MakeEpisode(clock_, 0);
+  Episode c = MakeEpisode(clock_, 5, "databases");
+  for (const Episode* e : {&a, &b, &c}) ASSERT_TRUE(store_->CreateEpisode(*e).ok());
+  const std::vector<std::string> ids = {c.episode_id, "no-such-episode", a.episode_id, c.episode_id, b.episode_id};
+  auto got = store_->GetEpisodes(ids);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  ASSERT_EQ(got->size(), 3u);
+  EXPECT_EQ((*got)[0], c);  // every field, steps in order
+  EXPECT_EQ((*got)[1], a);
+  EXPECT_EQ((*got)[2], b);
+  auto none = store_->GetEpisodes({});
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+}
+
 TEST_P(BackendConformance, DataSurvivesReopen) {
   Episode e = MakeEpisode(clock_, 2);
   ASSERT_TRUE(store_->CreateEpisode(e).ok());

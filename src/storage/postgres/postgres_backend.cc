@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -112,9 +113,13 @@ constexpr const char* kInsertStepSql =
     "result_output, result_message, latency_ms, tokens_used) "
     "VALUES ($1, $2::int, $3::bigint, $4, $5, $6, $7, $8, $9, $10::bigint, $11::bigint)";
 constexpr const char* kSelectEpisodeSql = ENGRAM_PG_SELECT_EPISODE "WHERE episode_id = $1::text";
-constexpr const char* kSelectStepsSql =
-    "SELECT step_number, \"timestamp\", tool, action, parameters_json, result_status, result_output, "
-    "result_message, latency_ms, tokens_used FROM steps WHERE episode_id = $1::text ORDER BY step_number";
+constexpr const char* kSelectEpisodesSql = ENGRAM_PG_SELECT_EPISODE "WHERE episode_id = ANY($1::text[])";
+#define ENGRAM_PG_SELECT_STEPS \
+  "SELECT step_number, \"timestamp\", tool, action, parameters_json, result_status, result_output, " \
+  "result_message, latency_ms, tokens_used, episode_id FROM steps "
+constexpr const char* kSelectStepsSql = ENGRAM_PG_SELECT_STEPS "WHERE episode_id = $1::text ORDER BY step_number";
+constexpr const char* kSelectStepsOfSql =
+    ENGRAM_PG_SELECT_STEPS "WHERE episode_id = ANY($1::text[]) ORDER BY episode_id, step_number";
 // Unprepared: with the values known the planner drops the filters that are NULL.
 constexpr const char* kDeclareListSql =
     "DECLARE engram_episodes NO SCROLL CURSOR FOR " ENGRAM_PG_SELECT_EPISODE
@@ -276,10 +281,10 @@ Result<Episode> ReadEpisodeRow(const PgResult& r, int row) {
   return e;
 }
 
-Status ReadSteps(Connection& conn, Episode& e) {
-  ENGRAM_ASSIGN_OR_RETURN(PgResult r, conn.Query(kSelectStepsSql, Params().Text(e.episode_id)));
-  e.steps.reserve(static_cast<size_t>(r.rows()));
-  for (int i = 0; i < r.rows(); ++i) {
+// Appends the steps in rows [begin, end) of `r` (columns of ENGRAM_PG_SELECT_STEPS) to `e`.
+Status AppendStepRows(const PgResult& r, int begin, int end, Episode& e) {
+  e.steps.reserve(e.steps.size() + static_cast<size_t>(end - begin));
+  for (int i = begin; i < end; ++i) {
     Step s;
     s.step_number = static_cast<int>(r.Int(i, 0));
     s.timestamp = FromMillis(r.Int(i, 1));
@@ -296,6 +301,11 @@ Status ReadSteps(Connection& conn, Episode& e) {
     e.steps.push_back(std::move(s));
   }
   return OkStatus();
+}
+
+Status ReadSteps(Connection& conn, Episode& e) {
+  ENGRAM_ASSIGN_OR_RETURN(PgResult r, conn.Query(kSelectStepsSql, Params().Text(e.episode_id)));
+  return AppendStepRows(r, 0, r.rows(), e);
 }
 
 namespace {
@@ -728,6 +738,39 @@ Result<Episode> PostgresBackend::GetEpisode(std::string_view episode_id) {
     return OkStatus();
   }));
   return *std::move(out);
+}
+
+Result<std::vector<Episode>> PostgresBackend::GetEpisodes(std::span<const std::string> episode_ids) {
+  std::vector<Episode> out;
+  if (episode_ids.empty()) return out;
+  std::vector<std::optional<std::string>> ids(episode_ids.begin(), episode_ids.end());
+  ENGRAM_RETURN_IF_ERROR(RunTransaction(*pool_, TxMode::kSnapshot, [&](Connection& conn) -> Status {
+    out.clear();
+    ENGRAM_ASSIGN_OR_RETURN(PgResult rows, conn.Query(kSelectEpisodesSql, Params().TextArray(ids)));
+    std::map<std::string, Episode, std::less<>> found;
+    for (int i = 0; i < rows.rows(); ++i) {
+      ENGRAM_ASSIGN_OR_RETURN(Episode e, ReadEpisodeRow(rows, i));
+      std::string id = e.episode_id;
+      found.emplace(std::move(id), std::move(e));
+    }
+    ENGRAM_ASSIGN_OR_RETURN(PgResult steps, conn.Query(kSelectStepsOfSql, Params().TextArray(ids)));
+    for (int begin = 0; begin < steps.rows();) {
+      const std::string id = steps.Text(begin, 10);
+      int end = begin + 1;
+      while (end < steps.rows() && steps.Text(end, 10) == id) ++end;
+      auto it = found.find(id);
+      if (it != found.end()) ENGRAM_RETURN_IF_ERROR(AppendStepRows(steps, begin, end, it->second));
+      begin = end;
+    }
+    for (const std::string& id : episode_ids) {
+      auto it = found.find(id);
+      if (it == found.end()) continue;  // none, or named before
+      out.push_back(std::move(it->second));
+      found.erase(it);
+    }
+    return OkStatus();
+  }));
+  return out;
 }
 
 Result<std::unique_ptr<EpisodeStream>> PostgresBackend::ListEpisodes(const EpisodeFilter& filter) {

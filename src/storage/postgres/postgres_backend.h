@@ -95,6 +95,7 @@ class PostgresBackend final : public StorageBackend {
   Result<int> AppendStep(std::string_view episode_id, const Step& step) override;
   Status CompleteEpisode(const Episode& episode) override;
   Result<Episode> GetEpisode(std::string_view episode_id) override;
+  Result<std::vector<Episode>> GetEpisodes(std::span<const std::string> episode_ids) override;
   Result<std::unique_ptr<EpisodeStream>> ListEpisodes(const EpisodeFilter& filter) override;
   Result<bool> DeleteEpisode(std::string_view episode_id) override;
   Result<StoreStats> Stats() override;
@@ -185,9 +186,6 @@ Status DropVector(Connection& conn, std::string_view episode_id);
 // title words weighted A and body words B, positions in document order. Words PostgreSQL
 // cannot hold (longer than 2046 bytes) are left out and invalid UTF-8 bytes dropped.
 std::string SearchVectorLiteral(std::string_view title, std::string_view body);
-// The tsquery literal matching a document that holds any of `words`, or "" when none can
-// match (no words, or only words a tsvector cannot hold). Quoted like SearchVectorLiteral.
-std::string AnyWordQueryLiteral(std::span<const std::string> words);
 
 // The episode columns ReadEpisodeRow expects, in order: "SELECT <these> FROM episodes ...".
 extern const char* const kEpisodeSelectColumns;

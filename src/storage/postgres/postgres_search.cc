@@ -2,6 +2,7 @@
 // episodes, their term counts, the store's generation, and episode vectors.
 #include <algorithm>
 #include <bit>
+#include <limits>
 #include <map>
 #include <set>
 
@@ -93,10 +94,11 @@ constexpr size_t kMaxPositionsPerLexeme = 256;
 // documents. A match always scores > 0 (every lexeme has a position).
 #define ENGRAM_PG_RANK "ts_rank_cd('{0.1, 0.2, 0.4, 1.0}', s.document, $1::tsquery, 1)"
 
+// $1 is the whole query (it ranks), $5 the part of it a stage matches (SearchText).
 constexpr const char* kSearchSql =
     "SELECT s.episode_id, " ENGRAM_PG_RANK " AS score FROM episode_search s "
     "JOIN episodes e ON e.episode_id = s.episode_id "
-    "WHERE s.document @@ $1::tsquery AND ($2::text IS NULL OR e.domain = $2::text) "
+    "WHERE s.document @@ $5::tsquery AND ($2::text IS NULL OR e.domain = $2::text) "
     "AND (cardinality($3::text[]) = 0 OR e.domain = ANY($3::text[])) "
     "ORDER BY score DESC, s.episode_id DESC LIMIT $4::bigint";
 constexpr const char* kUpsertSearchSql =
@@ -108,6 +110,11 @@ constexpr const char* kDocumentsSql = "SELECT COALESCE((SELECT docs FROM search_
 constexpr const char* kTermDocsSql =
     "SELECT w.i, COALESCE(t.docs, 0) FROM unnest($1::text[]) WITH ORDINALITY AS w(word, i) "
     "LEFT JOIN search_terms t ON t.word = w.word AND w.word <> '' ORDER BY w.i";
+constexpr const char* kLexemeDocsSql = "SELECT word, docs FROM search_terms WHERE word = ANY($1::text[])";
+// SearchText ranks every matching entry only while the query's lexemes have at most this many
+// postings in all: ts_rank_cd costs ~35 us per matching row (it reads the whole tsvector), so
+// a query of common words over 20k episodes took 0.6 s. Beyond it, see SearchText.
+constexpr int64_t kExhaustivePostings = 2'000;
 constexpr const char* kGenerationSql = "SELECT generation FROM engram_state WHERE id = 1";
 constexpr const char* kGetSpaceSql =
     "SELECT embedding_provider, embedding_model, embedding_dimension FROM engram_state WHERE id = 1";
@@ -334,12 +341,10 @@ std::string SearchVectorLiteral(std::string_view title, std::string_view body) {
   return out;
 }
 
-std::string AnyWordQueryLiteral(std::span<const std::string> words) {
-  std::set<std::string> lexemes;
-  for (const std::string& w : words) {
-    std::string lexeme = Lexeme(w);
-    if (!lexeme.empty()) lexemes.insert(std::move(lexeme));
-  }
+namespace {
+
+// The tsquery matching any of `lexemes`: 'a' | 'b' | ...
+std::string AnyLexemeQuery(const std::vector<std::string>& lexemes) {
   std::string out;
   for (const std::string& lexeme : lexemes) {
     if (!out.empty()) out += " | ";
@@ -347,6 +352,19 @@ std::string AnyWordQueryLiteral(std::span<const std::string> words) {
   }
   return out;
 }
+
+// The distinct lexemes of `words`, sorted.
+std::vector<std::string> QueryLexemes(std::span<const std::string> words) {
+  std::set<std::string> lexemes;
+  for (const std::string& w : words) {
+    std::string lexeme = Lexeme(w);
+    if (!lexeme.empty()) lexemes.insert(std::move(lexeme));
+  }
+  return {lexemes.begin(), lexemes.end()};
+}
+
+}  // namespace
+
 
 Status IndexEpisode(Connection& conn, const Episode& e) {
   if (!e.completed()) {
@@ -398,17 +416,68 @@ Result<int64_t> PostgresBackend::Generation() {
   }
 }
 
+// As SqliteBackend::SearchText: a small query (few postings) ranks every matching entry;
+// a large one runs in stages, rarest lexemes first, and stops as soon as a stage fills the
+// limit: A. entries holding a rare lexeme AND a common one (rare: the rarest lexemes whose
+// postings add up to kExhaustivePostings, at least one); B. a rare one only; C. a common
+// one only. Every stage ranks with the whole query, so the stages' hits merge by score.
+// The result is exact when C runs; when A (or B) fills the limit, an entry holding only rare
+// (or only common) lexemes that would have scored just above the last hit is missed: the
+// price of not ranking tens of thousands of rows for one query.
 Result<std::vector<TextHit>> PostgresBackend::SearchText(const TextSearchRequest& request) {
   std::vector<TextHit> hits;
-  const std::string query = AnyWordQueryLiteral(request.words);
-  if (query.empty() || request.limit == 0) return hits;
+  const std::vector<std::string> lexemes = QueryLexemes(request.words);
+  if (lexemes.empty() || request.limit == 0) return hits;
+  const std::string query = AnyLexemeQuery(lexemes);
+  const auto limit = static_cast<int64_t>(std::min<size_t>(request.limit, std::numeric_limits<int64_t>::max()));
   std::vector<std::optional<std::string>> allowed(request.allowed_domains.begin(), request.allowed_domains.end());
   ENGRAM_RETURN_IF_ERROR(RunTransaction(*pool_, TxMode::kSnapshot, [&](Connection& conn) -> Status {
     hits.clear();
-    Params p;
-    p.Text(query).OptText(request.domain).TextArray(allowed).Int(static_cast<int64_t>(request.limit));
-    ENGRAM_ASSIGN_OR_RETURN(PgResult r, conn.Query(kSearchSql, p));
-    for (int i = 0; i < r.rows(); ++i) hits.push_back(TextHit{r.Text(i, 0), r.Double(i, 1)});
+    std::set<std::string> seen;
+    // Adds the hits of the stage matching `match` not seen yet; returns how many rows it gave.
+    auto run = [&](const std::string& match) -> Result<int64_t> {
+      Params p;
+      p.Text(query).OptText(request.domain).TextArray(allowed).Int(limit).Text(match);
+      ENGRAM_ASSIGN_OR_RETURN(PgResult r, conn.Query(kSearchSql, p));
+      for (int i = 0; i < r.rows(); ++i) {
+        std::string id = r.Text(i, 0);
+        if (seen.insert(id).second) hits.push_back(TextHit{std::move(id), r.Double(i, 1)});
+      }
+      return static_cast<int64_t>(r.rows());
+    };
+
+    std::vector<std::optional<std::string>> words(lexemes.begin(), lexemes.end());
+    ENGRAM_ASSIGN_OR_RETURN(PgResult df, conn.Query(kLexemeDocsSql, Params().TextArray(words)));
+    std::vector<std::pair<int64_t, std::string>> by_postings;  // lexemes in no entry add nothing
+    int64_t total = 0;
+    for (int i = 0; i < df.rows(); ++i) {
+      if (df.Int(i, 1) <= 0) continue;
+      by_postings.emplace_back(df.Int(i, 1), df.Text(i, 0));
+      total += df.Int(i, 1);
+    }
+    if (total <= kExhaustivePostings || by_postings.size() < 2) return run(query).status();
+    std::sort(by_postings.begin(), by_postings.end());
+    std::vector<std::string> rare, common;
+    int64_t rare_postings = 0;
+    for (const auto& [postings, lexeme] : by_postings) {
+      if (rare.empty() || rare_postings + postings <= kExhaustivePostings) {
+        rare.push_back(lexeme);
+        rare_postings += postings;
+      } else {
+        common.push_back(lexeme);
+      }
+    }
+    const std::string rare_any = AnyLexemeQuery(rare);
+    const std::string common_any = AnyLexemeQuery(common);
+    ENGRAM_ASSIGN_OR_RETURN(int64_t a, run("(" + rare_any + ") & (" + common_any + ")"));
+    if (a < limit) {
+      // A returned all it matched, so B's and C's new hits lack the common (B) or the rare
+      // (C) lexemes.
+      ENGRAM_ASSIGN_OR_RETURN(int64_t b, run(rare_any));
+      if (b < limit) ENGRAM_RETURN_IF_ERROR(run(common_any).status());
+      std::stable_sort(hits.begin(), hits.end(), [](const TextHit& x, const TextHit& y) { return x.score > y.score; });
+      if (hits.size() > static_cast<size_t>(limit)) hits.resize(static_cast<size_t>(limit));
+    }
     return OkStatus();
   }));
   return hits;
