@@ -160,8 +160,13 @@ std::vector<DoctorCheck> CheckPostgresStore(const Config& config) {
     return {Fail("store", detail + ": " + std::string(health.message()),
                  "check the server's log; engram storage verify reads back every episode")};
   }
+  const LmdbCache* cache = AsLmdbCache(store);
+  if (cache == nullptr) {
+    return {Ok("store", detail + ", reachable"), Info("cache", "cache.enabled = false: every read goes to the store")};
+  }
   return {Ok("store", detail + ", reachable"),
-          Info("cache", "the LMDB cache sits in front of the SQLite store only")};
+          Ok("cache", "LMDB at " + cache->CachePath() + ", " + Bytes(DirSize(cache->CachePath())) +
+                          ", kept current across hosts by PostgreSQL LISTEN/NOTIFY")};
 }
 
 // ---------------------------------------------------------------------------------------

@@ -122,8 +122,9 @@ class ExportImportTest : public ::testing::Test {
     std::string err_file = dir_.File("stderr.txt");
     std::string where = store.starts_with("postgresql://") ? " --store " + testing::ShellQuote(store)
                                                            : " --db " + testing::ShellQuote(dir_.File(store));
+    // XDG_CACHE_HOME: a PostgreSQL store's LMDB cache folder goes in the test's folder.
     std::string cmd = "env -u ENGRAM_CONFIG -u ENGRAM_STORE XDG_CONFIG_HOME=" + testing::ShellQuote(dir_.File("config")) +
-                      " " ENGRAM_BINARY + where + " " + args + " 2>" + testing::ShellQuote(err_file);
+                      " XDG_CACHE_HOME=" + testing::ShellQuote(dir_.File("cache")) + " " ENGRAM_BINARY + where + " " + args + " 2>" + testing::ShellQuote(err_file);
     testing::ShellResult shell = testing::RunShell(cmd);
     CliRun r;
     r.exit_code = shell.exit_code;

@@ -6,6 +6,7 @@
 #include <sqlite3.h>
 #include <sys/stat.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <sstream>
 #include <fstream>
@@ -384,7 +385,13 @@ TEST_F(DoctorChecksTest, ReachablePostgresIsOk) {
   std::istringstream pairs(testing::TestPgConninfo());
   for (std::string pair; pairs >> pair;) url += pair + "&";
   url += "options=-csearch_path%3D" + schema;
+  // The LMDB cache of a PostgreSQL store lives under $XDG_CACHE_HOME: here, the test's folder.
+  ASSERT_EQ(setenv("XDG_CACHE_HOME", dir_.File("xdg-cache").c_str(), 1), 0);
   std::vector<DoctorCheck> checks = Run("", "url = \"" + url + "\"\n");
+  const DoctorCheck* cache = Find(checks, "cache");
+  ASSERT_NE(cache, nullptr);
+  EXPECT_EQ(cache->level, CheckLevel::kOk) << cache->detail;
+  EXPECT_THAT(cache->detail, HasSubstr(dir_.File("xdg-cache")));
   const DoctorCheck* store = Find(checks, "store");
   ASSERT_NE(store, nullptr);
   EXPECT_EQ(store->level, CheckLevel::kOk) << store->detail;
