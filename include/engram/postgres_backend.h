@@ -33,6 +33,10 @@ struct PostgresOptions {
   // of the search_path ("options=-csearch_path=team_a" keeps several memories in one
   // database).
   std::string conninfo;
+  // Sent with the change notification of every write this backend makes (PostgresChange::
+  // writer), so a cache can tell its own process's writes, which it has already dropped or
+  // refreshed, from other hosts'. Letters, digits, '_' and '-', at most 64; empty: none.
+  std::string writer_tag;
   // Overrides any password in `conninfo` and PGPASSWORD when not empty (storage.password_file).
   std::string password;
   // Connections this process holds at most; callers beyond that wait for one to be
@@ -114,6 +118,7 @@ struct PostgresChange {
   int64_t generation = 0;                // the store's generation after it (Generation())
   std::vector<std::string> episode_ids;  // the episodes it created, changed or deleted
   bool all_episodes = false;             // it changed episodes it could not name: treat all as changed
+  std::string writer;                    // PostgresOptions::writer_tag of the backend that wrote it
 };
 
 // What a listener reports, each from its own thread, one call at a time, never after

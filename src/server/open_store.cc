@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/ids.h"
 #include "common/logging.h"
 #include "engram/lmdb_cache.h"
 #include "engram/postgres_backend.h"
@@ -37,9 +38,14 @@ Result<std::unique_ptr<StorageBackend>> WithCache(const Config& config, std::uni
 // the base. Thread-safe.
 class PostgresCache final : public LmdbCache {
  public:
+  // `writer_tag`: the PostgresOptions::writer_tag `base` announces its writes with.
   PostgresCache(std::unique_ptr<StorageBackend> cached, StorageBackend& base,
-                std::unique_ptr<PostgresChangeListener> listener)
-      : cached_(std::move(cached)), cache_(*AsLmdbCache(*cached_)), base_(base), listener_(std::move(listener)) {
+                std::unique_ptr<PostgresChangeListener> listener, std::string writer_tag)
+      : cached_(std::move(cached)),
+        cache_(*AsLmdbCache(*cached_)),
+        base_(base),
+        writer_tag_(std::move(writer_tag)),
+        listener_(std::move(listener)) {
     listener_->Start({.on_connected = [this](int64_t generation) { OnConnected(generation); },
                       .on_change = [this](const PostgresChange& change) { OnChange(change); },
                       .on_disconnected = [this](const Status&) { connected_.store(false); }});
@@ -154,6 +160,13 @@ class PostgresCache final : public LmdbCache {
   }
 
   void OnChange(const PostgresChange& change) {
+    // A write of this process went through cache_, which dropped (or refreshed) its copies
+    // before the write returned: dropping them again would only turn the next reads into
+    // misses.
+    if (!writer_tag_.empty() && change.writer == writer_tag_) {
+      Advance(change.generation);
+      return;
+    }
     Status s = change.all_episodes ? cache_.Clear() : cache_.Invalidate(change.episode_ids);
     if (!s.ok() && !change.all_episodes) s = cache_.Clear();
     if (!s.ok()) {
@@ -175,6 +188,7 @@ class PostgresCache final : public LmdbCache {
   const std::unique_ptr<StorageBackend> cached_;
   LmdbCache& cache_;
   StorageBackend& base_;
+  const std::string writer_tag_;
   // Stopped (in the destructor) before the members above go.
   const std::unique_ptr<PostgresChangeListener> listener_;
 
@@ -229,6 +243,8 @@ Result<std::unique_ptr<StorageBackend>> OpenStore(const Config& config) {
     if (!config.password_file.empty()) {
       ENGRAM_ASSIGN_OR_RETURN(options.password, ReadSecretFile("storage.password_file", config.password_file));
     }
+    // This process's writes are announced with its own tag: its cache handled them already.
+    if (config.cache_enabled) options.writer_tag = NewUuidV7(SystemClock());
     ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<StorageBackend> store, OpenPostgresBackend(options));
     if (!config.cache_enabled) return store;
     ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<PostgresChangeListener> listener, OpenPostgresChangeListener(options));
@@ -237,7 +253,7 @@ Result<std::unique_ptr<StorageBackend>> OpenStore(const Config& config) {
         std::unique_ptr<StorageBackend> cached,
         WithCache(config, std::move(store), PostgresCachePath(config, options.conninfo, listener->schema())));
     return std::unique_ptr<StorageBackend>(
-        std::make_unique<PostgresCache>(std::move(cached), base, std::move(listener)));
+        std::make_unique<PostgresCache>(std::move(cached), base, std::move(listener), options.writer_tag));
   }
   SqliteOptions options;
   options.path = config.db_path;

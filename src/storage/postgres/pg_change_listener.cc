@@ -140,7 +140,8 @@ Result<std::string> RunStatement(PGconn* conn, const std::string& sql, int wake_
   return value.value_or(std::string());
 }
 
-// The generation from the head of a payload ("123", "123 ids", "123+ ids"), or nullopt.
+// The generation from the head of a payload ("123" of "123 ids", "123+ ids", "123@writer ids"),
+// or nullopt.
 std::optional<int64_t> ParseGeneration(std::string_view head) {
   int64_t value = 0;
   auto [end, ec] = std::from_chars(head.data(), head.data() + head.size(), value);
@@ -159,6 +160,11 @@ class ChangeAssembler {
     std::string_view head = payload.substr(0, space);
     const bool more = !head.empty() && head.back() == '+';
     if (more) head.remove_suffix(1);
+    std::string_view writer;
+    if (size_t at = head.find('@'); at != std::string_view::npos) {
+      writer = head.substr(at + 1);
+      head = head.substr(0, at);
+    }
     std::optional<int64_t> generation = ParseGeneration(head);
     if (!generation || (pending_ && pending_->generation != *generation)) {
       pending_.reset();
@@ -170,6 +176,7 @@ class ChangeAssembler {
     if (!pending_) {
       pending_.emplace();
       pending_->generation = *generation;
+      pending_->writer = std::string(writer);
     }
     if (space != std::string_view::npos) {
       std::string_view ids = payload.substr(space + 1);

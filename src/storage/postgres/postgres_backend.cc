@@ -3,6 +3,7 @@
 #include <libpq-fe.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <map>
 #include <set>
@@ -588,8 +589,10 @@ std::string ChangeChannel(std::string_view schema) {
   return std::string(kPrefix) + hex;
 }
 
-std::vector<std::string> ChangePayloads(int64_t generation, std::span<const std::string> changed) {
-  const std::string gen = std::to_string(generation);
+std::vector<std::string> ChangePayloads(int64_t generation, std::span<const std::string> changed,
+                                        std::string_view writer) {
+  std::string gen = std::to_string(generation);
+  if (!writer.empty()) gen += "@" + std::string(writer);
   std::vector<std::string> payloads;
   if (changed.empty()) return {gen};
   for (const std::string& id : changed) {
@@ -610,8 +613,8 @@ std::vector<std::string> ChangePayloads(int64_t generation, std::span<const std:
 }
 
 Status NotifyChange(Connection& conn, const std::string& channel, int64_t generation,
-                    std::span<const std::string> changed) {
-  std::vector<std::string> payloads = ChangePayloads(generation, changed);
+                    std::span<const std::string> changed, std::string_view writer) {
+  std::vector<std::string> payloads = ChangePayloads(generation, changed, writer);
   if (payloads.size() == 1) {
     ENGRAM_ASSIGN_OR_RETURN(PgResult r, conn.Query("SELECT pg_notify($1, $2)", Params().Text(channel).Text(payloads[0])));
     return OkStatus();
@@ -624,21 +627,23 @@ Status NotifyChange(Connection& conn, const std::string& channel, int64_t genera
   return OkStatus();
 }
 
-Status BumpGeneration(Connection& conn, const std::string& channel, std::span<const std::string> changed) {
+Status BumpGeneration(Connection& conn, const std::string& channel, std::span<const std::string> changed,
+                      std::string_view writer) {
   ENGRAM_ASSIGN_OR_RETURN(
       PgResult r,
       conn.Query("UPDATE engram_state SET generation = generation + 1 WHERE id = 1 RETURNING generation", Params()));
   if (r.rows() != 1) return DataLossError("the engram_state row of the store is missing");
-  return NotifyChange(conn, channel, r.Int(0, 0), changed);
+  return NotifyChange(conn, channel, r.Int(0, 0), changed, writer);
 }
 
-PostgresBackend::PostgresBackend(std::shared_ptr<ConnectionPool> pool, int schema_version, std::string channel)
-    : pool_(std::move(pool)), schema_version_(schema_version), channel_(std::move(channel)) {}
+PostgresBackend::PostgresBackend(std::shared_ptr<ConnectionPool> pool, int schema_version, std::string channel,
+                                 std::string writer)
+    : pool_(std::move(pool)), schema_version_(schema_version), channel_(std::move(channel)), writer_(std::move(writer)) {}
 
 Status PostgresBackend::RunWrite(const std::function<Status(Connection&)>& fn, std::span<const std::string> changed) {
   return RunTransaction(*pool_, TxMode::kWrite, [&](Connection& conn) -> Status {
     ENGRAM_RETURN_IF_ERROR(fn(conn));
-    return BumpGeneration(conn, channel_, changed);
+    return BumpGeneration(conn, channel_, changed, writer_);
   });
 }
 
@@ -912,6 +917,11 @@ Result<std::unique_ptr<StorageBackend>> OpenPostgresBackend(const PostgresOption
     return InvalidArgumentError("invalid PostgreSQL connection string: " + why);
   }
   PQconninfoFree(parsed);
+  if (options.writer_tag.size() > 64 ||
+      !std::all_of(options.writer_tag.begin(), options.writer_tag.end(),
+                   [](char ch) { return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-'; })) {
+    return InvalidArgumentError("PostgreSQL writer tag: letters, digits, '_' and '-' only, at most 64");
+  }
 
   ConnectOptions connect;
   connect.conninfo = options.conninfo;
@@ -934,7 +944,7 @@ Result<std::unique_ptr<StorageBackend>> OpenPostgresBackend(const PostgresOption
     return OkStatus();
   }));
   return std::unique_ptr<StorageBackend>(
-      std::make_unique<PostgresBackend>(std::move(pool), version, ChangeChannel(schema)));
+      std::make_unique<PostgresBackend>(std::move(pool), version, ChangeChannel(schema), options.writer_tag));
 }
 
 }  // namespace engram

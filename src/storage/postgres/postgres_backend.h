@@ -84,7 +84,7 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool> {
 class PostgresBackend final : public StorageBackend {
  public:
   // `channel`: where every write transaction announces what it changed (ChangeChannel).
-  PostgresBackend(std::shared_ptr<ConnectionPool> pool, int schema_version, std::string channel);
+  PostgresBackend(std::shared_ptr<ConnectionPool> pool, int schema_version, std::string channel, std::string writer);
 
   // StorageBackend
   std::string Name() const override { return "postgres"; }
@@ -130,6 +130,7 @@ class PostgresBackend final : public StorageBackend {
   const std::shared_ptr<ConnectionPool> pool_;
   const int schema_version_;
   const std::string channel_;
+  const std::string writer_;  // PostgresOptions::writer_tag
 };
 
 enum class TxMode {
@@ -148,14 +149,15 @@ Status RunTransaction(ConnectionPool& pool, TxMode mode, const std::function<Sta
 
 // Adds 1 to the store's generation (engram_state) and announces the write on `channel`
 // (NotifyChange). Every write transaction calls it last.
-Status BumpGeneration(Connection& conn, const std::string& channel, std::span<const std::string> changed);
+Status BumpGeneration(Connection& conn, const std::string& channel, std::span<const std::string> changed,
+                      std::string_view writer = {});
 
 // ---- Change notifications (read by PostgresChangeListener) ----
 //
 // Every write transaction, as its last statements, sends NOTIFY on the schema's channel
 // (delivered to listeners only if and when it commits, in commit order, which is also
 // generation order since the generation row stays locked until commit). The payload is
-// "<generation>" followed by " <id>,<id>,..." when the write changed episodes, or by " *"
+// "<generation>" (or "<generation>@<writer>" when the backend has a writer_tag) followed by " <id>,<id>,..." when the write changed episodes, or by " *"
 // when it changed episodes it cannot name (an id with ',' or longer than kMaxNotifiedIdBytes).
 // Payloads stay below kMaxNotifyPayload bytes (PostgreSQL's limit is 8000): a longer list is
 // split over several notifications, every one but the last marked "<generation>+ ...".
@@ -169,11 +171,12 @@ std::string ChangeChannel(std::string_view schema);
 
 // The payloads announcing that the write that brought the store to `generation` changed
 // `changed` (none: a write that changes no episode, such as a pattern merge).
-std::vector<std::string> ChangePayloads(int64_t generation, std::span<const std::string> changed);
+std::vector<std::string> ChangePayloads(int64_t generation, std::span<const std::string> changed,
+                                        std::string_view writer = {});
 
 // Sends the ChangePayloads of a write on `channel`, inside the caller's transaction.
 Status NotifyChange(Connection& conn, const std::string& channel, int64_t generation,
-                    std::span<const std::string> changed);
+                    std::span<const std::string> changed, std::string_view writer = {});
 
 // Brings the full-text entry of `e` in line with it inside the caller's transaction: a
 // completed episode's SearchDocument is (re)written, an episode in progress has none.

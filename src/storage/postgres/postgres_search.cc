@@ -569,7 +569,7 @@ Status PostgresBackend::PutVectors(const EmbeddingSpace& space, std::span<const 
     ENGRAM_ASSIGN_OR_RETURN(
         PgResult put, conn.Query(kUpsertVectorsSql, Params().TextArray(ids).Text(space.Key()).Int(seq.Int(0, 0)).TextArray(hex)));
     // Vectors are no part of a cached episode: the notice only moves listeners' generation.
-    return NotifyChange(conn, channel_, seq.Int(0, 4), {});
+    return NotifyChange(conn, channel_, seq.Int(0, 4), {}, writer_);
   });
 }
 

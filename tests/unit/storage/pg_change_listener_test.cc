@@ -39,6 +39,12 @@ TEST(ChangePayloadsTest, NamesTheGenerationAndTheIds) {
   EXPECT_THAT(postgres::ChangePayloads(42, ids), ElementsAre("42 a,b"));
 }
 
+TEST(ChangePayloadsTest, CarryTheWriterTag) {
+  std::vector<std::string> ids = {"a"};
+  EXPECT_THAT(postgres::ChangePayloads(42, ids, "w-1"), ElementsAre("42@w-1 a"));
+  EXPECT_THAT(postgres::ChangePayloads(7, {}, "w-1"), ElementsAre("7@w-1"));
+}
+
 TEST(ChangePayloadsTest, SplitsLongListsBelowTheNotifyLimit) {
   std::vector<std::string> ids;
   for (int i = 0; i < 1000; ++i) ids.push_back("0195f3a2-7c4e-7d1a-9b2c-" + std::to_string(100000000000 + i));
@@ -222,6 +228,34 @@ TEST_F(PgChangeListenerTest, EveryEpisodeWriteArrivesWithItsIdsAfterCommit) {
   ASSERT_TRUE(store_->DeleteEpisode(batch[1].episode_id).ok());
   expect_change(*g0 + 7, {batch[1].episode_id});
   EXPECT_EQ(store_->Generation().value_or(-1), *g0 + 7);
+}
+
+TEST_F(PgChangeListenerTest, ChangesNameTheWriterTagOfTheBackendThatMadeThem) {
+  PostgresOptions tagged = options_;
+  tagged.writer_tag = "host-a_1";
+  auto writer = OpenPostgresBackend(tagged);
+  ASSERT_TRUE(writer.ok()) << writer.status().ToString();
+  auto listener = Listen();
+  ASSERT_NE(listener, nullptr);
+  listener->Start(recorder_.Callbacks());
+  ASSERT_EQ(recorder_.WaitForEvents(1).size(), 1u);
+
+  // Several notifications of one large write all carry it; an untagged backend's none.
+  std::vector<Episode> batch;
+  for (int i = 0; i < 300; ++i) batch.push_back(testing::MakeEpisode(clock_, /*steps=*/1));
+  ASSERT_TRUE((*writer)->PutEpisodes(batch).ok());
+  std::optional<PostgresChange> c = recorder_.NextChange();
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->writer, "host-a_1");
+  EXPECT_EQ(c->episode_ids.size(), batch.size());
+  ASSERT_TRUE(store_->DeleteEpisode(batch[0].episode_id).ok());
+  c = recorder_.NextChange();
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->writer, "");
+  EXPECT_THAT(c->episode_ids, ElementsAre(batch[0].episode_id));
+
+  tagged.writer_tag = "no spaces";
+  EXPECT_EQ(OpenPostgresBackend(tagged).status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST_F(PgChangeListenerTest, ATerminatedConnectionIsReopenedAndReported) {
