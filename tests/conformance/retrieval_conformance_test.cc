@@ -256,6 +256,31 @@ TEST_P(RetrievalConformance, IndexFollowsPutEpisodesAndDelete) {
   EXPECT_EQ(stats->doc_frequency, (std::vector<int64_t>{0, 1}));
 }
 
+TEST_P(RetrievalConformance, OneBatchOfManyKeepsExactTermCounts) {
+  // A batch that adds, replaces (the same id twice: the last counts) and unindexes at once.
+  std::vector<Episode> first;
+  for (int i = 0; i < 40; ++i) first.push_back(Doc("kafka consumer lag " + std::to_string(i), "rebalance"));
+  ASSERT_TRUE(store_->PutEpisodes(first).ok());
+  Episode renamed = first[0];
+  renamed.task_description = "zookeeper session expiry";
+  Episode renamed_again = first[0];
+  renamed_again.task_description = "kafka broker disk full";
+  Episode reopened = first[1];
+  reopened.end_time.reset();
+  reopened.outcome.reset();
+  reopened.reward.reset();
+  reopened.reflection.reset();
+  std::vector<Episode> second = {renamed, reopened, Doc("kafka topic compaction", "tombstones"), renamed_again};
+  ASSERT_TRUE(store_->PutEpisodes(second).ok());
+  auto stats = store_->GetTermStats(std::vector<std::string>{"kafka", "zookeeper", "broker", "rebalance", "lag"});
+  ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+  EXPECT_EQ(stats->documents, 40);  // 40 - 1 reopened + 1 new
+  // kafka: 38 untouched + renamed_again + the new one; lag: the 38 untouched.
+  EXPECT_EQ(stats->doc_frequency, (std::vector<int64_t>{40, 0, 1, 39, 38}));
+  EXPECT_EQ(Search({"zookeeper"}).size(), 0u);
+  EXPECT_EQ(Ids(Search({"broker"})), std::vector<std::string>{first[0].episode_id});
+}
+
 TEST_P(RetrievalConformance, FailedBatchIndexesNothing) {
   Episode good = Doc("redis eviction policy", "maxmemory");
   Episode bad = Doc("redis cluster failover", "sentinel");

@@ -217,7 +217,8 @@ Status InsertStep(Connection& conn, std::string_view episode_id, const Step& s) 
 }
 
 // Writes the episode row and its steps; `replace` overwrites an existing episode whole.
-Status WriteEpisode(Connection& conn, const Episode& e, bool replace) {
+// `index`: also write its full-text entry (PutEpisodes indexes its whole batch at the end).
+Status WriteEpisode(Connection& conn, const Episode& e, bool replace, bool index = true) {
   Params p;
   p.Text(e.episode_id).Text(e.task_description).Text(TaskTypeName(e.task_type)).Text(e.context.domain);
   p.Text(DumpColumn(TaskContextToJson(e.context))).Int(ToMillis(e.start_time));
@@ -249,7 +250,7 @@ Status WriteEpisode(Connection& conn, const Episode& e, bool replace) {
   }
   ENGRAM_RETURN_IF_ERROR(InsertSteps(conn, e));
   // A new episode in progress has no index entry to add or remove.
-  if (replace || e.completed()) ENGRAM_RETURN_IF_ERROR(IndexEpisode(conn, e));
+  if (index && (replace || e.completed())) ENGRAM_RETURN_IF_ERROR(IndexEpisode(conn, e));
   return OkStatus();
 }
 
@@ -443,6 +444,10 @@ Status MigrateStep(Connection& conn, int target, int* version) {
     case 3:
       ENGRAM_RETURN_IF_ERROR(conn.Exec(kSchemaV3));
       description = "learning: patterns, heuristics, attributions, extraction marker";
+      break;
+    case 4:
+      ENGRAM_RETURN_IF_ERROR(conn.Exec(kSchemaV4));
+      description = "term counts updated once per statement";
       break;
     default:
       return InternalError("no migration to schema " + std::to_string(target));
@@ -660,8 +665,10 @@ Status PostgresBackend::PutEpisodes(std::span<const Episode> episodes) {
   for (const Episode& e : episodes) ids.push_back(e.episode_id);
   return RunWrite(
       [&](Connection& conn) -> Status {
-        for (const Episode& e : episodes) ENGRAM_RETURN_IF_ERROR(WriteEpisode(conn, e, /*replace=*/true));
-        return OkStatus();
+        for (const Episode& e : episodes) {
+          ENGRAM_RETURN_IF_ERROR(WriteEpisode(conn, e, /*replace=*/true, /*index=*/false));
+        }
+        return IndexEpisodes(conn, episodes);
       },
       ids);
 }

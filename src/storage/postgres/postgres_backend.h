@@ -23,7 +23,7 @@ namespace engram::postgres {
 // The schema this build writes. Older schemas are migrated on open, one version per
 // transaction (1: episodes and steps; 2: full-text index, term counts, vectors, generation;
 // 3: patterns, heuristics, attributions, extraction marker); newer ones are refused.
-inline constexpr int kSchemaVersion = 3;
+inline constexpr int kSchemaVersion = 4;
 
 class ConnectionPool;
 
@@ -182,6 +182,9 @@ Status NotifyChange(Connection& conn, const std::string& channel, int64_t genera
 // completed episode's SearchDocument is (re)written, an episode in progress has none.
 // search_terms follows through a trigger.
 Status IndexEpisode(Connection& conn, const Episode& e);
+// IndexEpisode for many at once, in two statements, so the term counts are updated once per
+// word for the whole batch (an episode named twice: the last one counts).
+Status IndexEpisodes(Connection& conn, std::span<const Episode> episodes);
 // Deletes the vector of an episode (a replaced episode's vector described its old text).
 Status DropVector(Connection& conn, std::string_view episode_id);
 
@@ -203,5 +206,7 @@ extern const char* const kSchemaV2;
 Status IndexAllCompleted(Connection& conn);
 // Schema v3: patterns, heuristics, attributions and the extraction marker.
 extern const char* const kSchemaV3;
+// Schema v4: term counts kept by statement-level triggers (one update per word per statement).
+extern const char* const kSchemaV4;
 
 }  // namespace engram::postgres

@@ -395,7 +395,7 @@ TEST_F(DoctorChecksTest, ReachablePostgresIsOk) {
   const DoctorCheck* store = Find(checks, "store");
   ASSERT_NE(store, nullptr);
   EXPECT_EQ(store->level, CheckLevel::kOk) << store->detail;
-  EXPECT_THAT(store->detail, HasSubstr("schema 3"));
+  EXPECT_THAT(store->detail, HasSubstr("schema 4"));
   EXPECT_THAT(store->detail, HasSubstr("reachable"));
   EXPECT_TRUE(DoctorHealthy(checks)) << FormatDoctorText(checks);
 }

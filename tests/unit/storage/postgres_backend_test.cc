@@ -320,9 +320,9 @@ TEST_F(PostgresBackendTest, MigratesAVersion1Store) {
 
   auto store = Open();
   ASSERT_NE(store, nullptr);
-  EXPECT_EQ(store->SchemaVersion(), 3);
+  EXPECT_EQ(store->SchemaVersion(), 4);
   EXPECT_EQ(QueryOne(conninfo_, "SELECT string_agg(version::text, ',' ORDER BY version) FROM engram_schema_migrations"),
-            "1,2,3");
+            "1,2,3,4");
   EXPECT_EQ(QueryOne(conninfo_, "SELECT count(*) FROM information_schema.columns WHERE table_schema = "
                                 "current_schema() AND column_name = 'search_tsv'"),
             "0");
@@ -376,13 +376,13 @@ TEST_F(PostgresBackendTest, MigrationsAreRecordedAndConcurrentOpenersAgree) {
       PostgresOptions options;
       options.conninfo = conninfo_;
       auto r = OpenPostgresBackend(options);
-      if (r.ok() && (*r)->SchemaVersion() == 3) ++ok;
+      if (r.ok() && (*r)->SchemaVersion() == 4) ++ok;
     });
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(ok.load(), 4);
   EXPECT_EQ(QueryOne(conninfo_, "SELECT string_agg(version::text, ',' ORDER BY version) FROM engram_schema_migrations"),
-            "1,2,3");
+            "1,2,3,4");
 }
 
 TEST_F(PostgresBackendTest, NewerSchemaAndForeignTablesAreRefused) {
