@@ -565,11 +565,7 @@ Result<std::unique_ptr<StorageBackend>> OpenSqliteStore(const Config& config, bo
   sqlite.busy_timeout = config.busy_timeout;
   ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<StorageBackend> store, OpenSqliteBackend(sqlite));
   if (!with_cache) return store;
-  LmdbOptions lmdb;
-  lmdb.path = config.db_path + ".cache";
-  lmdb.max_entries = static_cast<size_t>(config.cache_max_entries);
-  lmdb.ttl = config.cache_ttl;
-  return OpenLmdbCache(lmdb, std::move(store));
+  return OpenLmdbCache(server::CacheOptionsFromConfig(config, config.db_path + ".cache"), std::move(store));
 }
 
 bool DoctorHealthy(const std::vector<DoctorCheck>& checks) {

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/fnv.h"
 #include "common/ids.h"
 #include "common/logging.h"
 #include "engram/lmdb_cache.h"
@@ -24,11 +25,7 @@ namespace {
 Result<std::unique_ptr<StorageBackend>> WithCache(const Config& config, std::unique_ptr<StorageBackend> store,
                                                   std::string cache_path) {
   if (!config.cache_enabled) return store;
-  LmdbOptions options;
-  options.path = std::move(cache_path);
-  options.max_entries = static_cast<size_t>(config.cache_max_entries);
-  options.ttl = config.cache_ttl;
-  return OpenLmdbCache(options, std::move(store));
+  return OpenLmdbCache(CacheOptionsFromConfig(config, std::move(cache_path)), std::move(store));
 }
 
 // The LMDB cache in front of PostgreSQL, kept true to the store across hosts (see
@@ -198,19 +195,10 @@ class PostgresCache final : public LmdbCache {
   std::atomic<uint64_t> read_through_{0};
 };
 
-// 16 hex digits of FNV-1a over `text`: stable across runs and builds.
-std::string HashHex(std::string_view text) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;
-  char hex[17];
-  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(h));
-  return hex;
-}
-
 // Where this host caches the PostgreSQL store `conninfo`/`schema`: a folder of its own per
 // store under $XDG_CACHE_HOME/engram (~/.cache/engram), else beside storage.db.
 std::string PostgresCachePath(const Config& config, const std::string& conninfo, const std::string& schema) {
-  const std::string name = "postgres-" + HashHex(MaskPostgresConninfo(conninfo) + '\n' + schema) + ".cache";
+  const std::string name = "postgres-" + Fnv1aHex(MaskPostgresConninfo(conninfo) + '\n' + schema) + ".cache";
   const char* xdg = std::getenv("XDG_CACHE_HOME");
   if (xdg != nullptr && xdg[0] == '/') return std::string(xdg) + "/engram/" + name;
   const char* home = std::getenv("HOME");
@@ -219,6 +207,14 @@ std::string PostgresCachePath(const Config& config, const std::string& conninfo,
 }
 
 }  // namespace
+
+LmdbOptions CacheOptionsFromConfig(const Config& config, std::string path) {
+  LmdbOptions options;
+  options.path = std::move(path);
+  options.max_entries = static_cast<size_t>(config.cache_max_entries);
+  options.ttl = config.cache_ttl;
+  return options;
+}
 
 Result<std::string> ReadSecretFile(std::string_view setting, const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "config/config.h"
+#include "engram/lmdb_cache.h"
 #include "engram/result.h"
 #include "engram/storage.h"
 
@@ -42,6 +43,9 @@ namespace engram::server {
 // if storage.password_file is missing, unreadable or empty; the cache's and the listener's
 // open errors.
 Result<std::unique_ptr<StorageBackend>> OpenStore(const Config& config);
+
+// The LMDB cache options cache.* of `config` give, for the cache folder `path`.
+LmdbOptions CacheOptionsFromConfig(const Config& config, std::string path);
 
 // The first line of `path` without its line ending: a secret kept in a file, such as
 // storage.password_file or embedding.api_key_file (`setting` names it in errors).

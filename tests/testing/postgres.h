@@ -13,6 +13,7 @@
 #include <set>
 #include <string>
 
+#include "common/fnv.h"
 #include "engram/result.h"
 
 namespace engram::testing {
@@ -91,10 +92,7 @@ class SchemaJanitor {
 inline Result<std::string> TestPgSchema(const std::string& key) {
   std::string base = TestPgConninfo();
   if (base.empty()) return FailedPreconditionError("ENGRAM_TEST_PG is unset");
-  uint64_t h = 1469598103934665603ull;  // FNV-1a
-  for (unsigned char c : key) h = (h ^ c) * 1099511628211ull;
-  char name[40];
-  std::snprintf(name, sizeof(name), "engram_test_%016llx", static_cast<unsigned long long>(h));
+  const std::string name = "engram_test_" + Fnv1aHex(key);
   Status created = internal::PgExec(base, std::string("CREATE SCHEMA IF NOT EXISTS ") + name);
   if (!created.ok()) return created;
   internal::SchemaJanitor::Get().Add(base, name);

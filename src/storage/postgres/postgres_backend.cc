@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/fnv.h"
 #include "common/logging.h"
 #include "model/episode_json.h"
 #include "model/stored_columns.h"
@@ -147,10 +148,6 @@ constexpr const char* kDeleteEpisodeSql = "DELETE FROM episodes WHERE episode_id
 constexpr const char* kStatsSql =
     "SELECT (SELECT COUNT(*) FROM episodes), (SELECT COUNT(*) FROM episodes WHERE outcome_kind IS NOT NULL), "
     "(SELECT COUNT(*) FROM steps), (SELECT COUNT(*) FROM patterns), (SELECT COUNT(*) FROM heuristics)";
-// Every table engram keeps, for CheckHealth and for telling our schema from foreign tables.
-constexpr const char* kOurTables[] = {"engram_schema_migrations", "episodes", "steps", "episode_search",
-                                      "search_terms", "engram_state", "episode_vectors", "patterns",
-                                      "heuristics", "pattern_attributions"};
 
 // The step number used twice in `e`, for the message of a steps_pkey violation.
 std::optional<int> DuplicateStepNumber(const Episode& e) {
@@ -401,7 +398,7 @@ Status MigrateStep(Connection& conn, int target, int* version) {
     return FailedPreconditionError(at + " uses the " + where.Text(0, 1) +
                                    " encoding; engram needs a UTF8 database (CREATE DATABASE ... ENCODING 'UTF8')");
   }
-  std::vector<std::optional<std::string>> names(std::begin(kOurTables), std::end(kOurTables));
+  std::vector<std::optional<std::string>> names(std::begin(kEngramTables), std::end(kEngramTables));
   ENGRAM_ASSIGN_OR_RETURN(PgResult tables,
                           conn.Query("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND "
                                      "tablename = ANY($1::text[])",
@@ -587,11 +584,7 @@ std::string ChangeChannel(std::string_view schema) {
   constexpr std::string_view kPrefix = "engram_changes_";
   constexpr size_t kMaxName = 63;  // NAMEDATALEN - 1
   if (kPrefix.size() + schema.size() <= kMaxName) return std::string(kPrefix) + std::string(schema);
-  uint64_t h = 1469598103934665603ull;  // FNV-1a
-  for (unsigned char c : schema) h = (h ^ c) * 1099511628211ull;
-  char hex[17];
-  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(h));
-  return std::string(kPrefix) + hex;
+  return std::string(kPrefix) + Fnv1aHex(schema);
 }
 
 std::vector<std::string> ChangePayloads(int64_t generation, std::span<const std::string> changed,
@@ -828,13 +821,13 @@ Result<StoreStats> PostgresBackend::Stats() {
 
 Status PostgresBackend::CheckHealth() {
   ENGRAM_RETURN_IF_ERROR(RunTransaction(*pool_, TxMode::kSnapshot, [&](Connection& conn) -> Status {
-    std::vector<std::optional<std::string>> names(std::begin(kOurTables), std::end(kOurTables));
+    std::vector<std::optional<std::string>> names(std::begin(kEngramTables), std::end(kEngramTables));
     ENGRAM_ASSIGN_OR_RETURN(
         PgResult r,
         conn.Query("SELECT (SELECT COUNT(*) FROM pg_tables WHERE schemaname = current_schema() AND "
                    "tablename = ANY($1::text[])), pg_is_in_recovery()",
                    Params().TextArray(names)));
-    if (r.Int(0, 0) != static_cast<int64_t>(std::size(kOurTables))) {
+    if (r.Int(0, 0) != static_cast<int64_t>(std::size(kEngramTables))) {
       return DataLossError("the engram tables in " + pool_->options().display +
                            " are missing (dropped after opening?); reopen to recreate them");
     }

@@ -24,6 +24,11 @@ namespace engram::postgres {
 // transaction (1: episodes and steps; 2: full-text index, term counts, vectors, generation;
 // 3: patterns, heuristics, attributions, extraction marker); newer ones are refused.
 inline constexpr int kSchemaVersion = 4;
+// Every table engram keeps, for CheckHealth, for telling our schema from foreign tables, and
+// for what `engram storage vacuum|stats` measure (the schema may hold a team's other tables).
+inline constexpr const char* kEngramTables[] = {"engram_schema_migrations", "episodes", "steps", "episode_search",
+                                                "search_terms", "engram_state", "episode_vectors", "patterns",
+                                                "heuristics", "pattern_attributions"};
 
 class ConnectionPool;
 

@@ -11,6 +11,7 @@
 
 #include "engram/postgres_backend.h"
 #include "storage/postgres/pg_connection.h"
+#include "storage/postgres/postgres_backend.h"
 
 namespace engram {
 namespace {
@@ -19,16 +20,11 @@ using postgres::Connection;
 using postgres::Params;
 using postgres::PgResult;
 
-// The tables engram creates (postgres_backend.cc's kOurTables, which is private to it).
-// Only these are vacuumed and measured: the schema may hold a team's other tables too. A
-// name that is not (yet) in the schema is skipped, so a store at an older schema version
-// is measured as it is.
-constexpr const char* kEngramTables[] = {"engram_schema_migrations", "episodes", "steps", "episode_search",
-                                         "search_terms", "engram_state", "episode_vectors", "patterns",
-                                         "heuristics", "pattern_attributions"};
+// Only engram's tables (postgres::kEngramTables) are vacuumed and measured. A name that is not (yet)
+// in the schema is skipped, so a store at an older schema version is measured as it is.
 
 Params TableNames() {
-  std::vector<std::optional<std::string>> names(std::begin(kEngramTables), std::end(kEngramTables));
+  std::vector<std::optional<std::string>> names(std::begin(postgres::kEngramTables), std::end(postgres::kEngramTables));
   return std::move(Params().TextArray(names));
 }
 

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/fake_clock.h"
+#include "common/fnv.h"
 #include "engram/embedding.h"
 
 namespace engram {
@@ -33,8 +34,7 @@ constexpr const char* kApiKey = "sk-test-SECRET-4f1b2c";
 
 // The vector the server answers for `text` (not normalised, so the client must).
 std::vector<float> ServerVector(const std::string& text, int dim = kDim) {
-  uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : text) h = (h ^ c) * 1099511628211ULL;
+  const uint64_t h = Fnv1a64(text);
   std::vector<float> v(static_cast<size_t>(dim));
   for (int j = 0; j < dim; ++j) v[static_cast<size_t>(j)] = ((h >> (j % 64)) & 1) ? 2.0f + 0.25f * j : -1.0f - 0.5f * j;
   return v;
