@@ -22,7 +22,7 @@ all: build
 
 # install-deps is idempotent and fast when nothing is missing; the stamp skips even
 # that check until the script changes.
-$(DEPS_STAMP): scripts/install-deps tests/e2e/node/package-lock.json
+$(DEPS_STAMP): scripts/install-deps tests/e2e/node/package-lock.json models/package-lock.json
 	scripts/install-deps
 	@mkdir -p $(BUILD_DIR) && touch $@
 
@@ -40,13 +40,19 @@ run: build
 	@$(BUILD_DIR)/engram serve --http $(ENGRAM_HTTP)
 
 # The PostgreSQL cases run against a throwaway cluster (scripts/pg-test-cluster: initdb in a
-# temp folder, Unix socket only), stopped and removed afterwards even when tests fail.
+# temp folder, Unix socket only), the Turso cases against one throwaway tursodb on a free
+# loopback port (scripts/turso-test-server); both are stopped and removed afterwards even
+# when tests fail. ENGRAM_REQUIRE_TURSO=1: a Turso case without its server fails, never skips.
 test: build
-	@pgdir=$$(mktemp -d /tmp/engram-pg.XXXXXX) && \
-	trap "$(CURDIR)/scripts/pg-test-cluster stop $$pgdir >/dev/null 2>&1; rm -rf $$pgdir" EXIT && \
+	@pgdir=$$(mktemp -d /tmp/engram-pg.XXXXXX) && tursodir=$$(mktemp -d /tmp/engram-turso.XXXXXX) && \
+	trap "$(CURDIR)/scripts/pg-test-cluster stop $$pgdir >/dev/null 2>&1; rm -rf $$pgdir; \
+	  $(CURDIR)/scripts/turso-test-server stop $$tursodir >/dev/null 2>&1; rm -rf $$tursodir" EXIT && \
 	trap 'exit 130' INT TERM && \
 	ENGRAM_TEST_PG="$$($(CURDIR)/scripts/pg-test-cluster start $$pgdir)" && export ENGRAM_TEST_PG && \
 	echo "PostgreSQL for tests: $$ENGRAM_TEST_PG" && \
+	ENGRAM_TEST_TURSO="$$($(CURDIR)/scripts/turso-test-server start $$tursodir $$$$)" && export ENGRAM_TEST_TURSO && \
+	export ENGRAM_REQUIRE_TURSO=1 && \
+	echo "Turso for tests: $$ENGRAM_TEST_TURSO" && \
 	cd $(BUILD_DIR) && ctest --output-on-failure -j$(JOBS) --timeout 600
 	$(MAKE) --no-print-directory fuzz
 
@@ -70,6 +76,7 @@ bench: build
 	$(BUILD_DIR)/bench/retrieval_scale_bench --sizes 10000,100000
 	bench/mcp/run.sh $(BUILD_DIR)/engram
 	bench/storage/run.sh $(BUILD_DIR)
+	bench/turso/run.sh $(BUILD_DIR) all
 
 eval: build
 	$(BUILD_DIR)/bench/retrieval_eval --dir bench/eval
