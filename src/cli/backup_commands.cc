@@ -17,6 +17,7 @@
 #include "engram/lmdb_cache.h"
 #include "engram/postgres_backend.h"
 #include "engram/sqlite_backup.h"
+#include "engram/turso_backend.h"
 
 namespace engram::cli {
 namespace {
@@ -40,6 +41,15 @@ Status PostgresNotCopied(const Config& config, const std::string& what, const st
                                  MaskPostgresConninfo(config.store_url) + "). Use: " + tool_command +
                                  " (replace ******** with the password, or leave it out and use PGPASSWORD or "
                                  "~/.pgpass)");
+}
+
+// kFailedPrecondition for a Turso store: its file lives on the server, so the copy is made
+// there or through engram's own portable export.
+Status TursoNotCopied(const Config& config, const std::string& what) {
+  return FailedPreconditionError("engram " + what + " copies the SQLite store only; this store is Turso (" +
+                                 config.store_url + "). Use: engram " + (what == "backup" ? "export" : "import") +
+                                 " (JSONL of episodes and what was learned, for any store), or the server's own "
+                                 "tools (turso db shell <db> .dump)");
 }
 
 SqliteCopyOptions CopyOptions(const Config& config, ProgressBar& bar) {
@@ -73,6 +83,7 @@ Status RunBackup(Session& session, const CopyArgs& args) {
                              "pg_dump --format=custom --file=" + ShellQuoted(args.path) + " --dbname=" +
                                  ShellQuoted(MaskPostgresConninfo(config->store_url)));
   }
+  if (IsTursoUrl(config->store_url)) return TursoNotCopied(*config, "backup");
   ProgressBar bar(ProgressBar::Wanted(session.json()), "pages");
   SqliteCopyOptions options = CopyOptions(*config, bar);
   options.overwrite = args.force;
@@ -145,6 +156,7 @@ Status RunRestore(Session& session, const CopyArgs& args) {
                              "pg_restore --clean --if-exists --dbname=" +
                                  ShellQuoted(MaskPostgresConninfo(config->store_url)) + " " + ShellQuoted(args.path));
   }
+  if (IsTursoUrl(config->store_url)) return TursoNotCopied(*config, "restore");
   // The backup is checked before anything else is looked at or touched.
   ENGRAM_ASSIGN_OR_RETURN(SqliteStoreInfo backup, InspectSqliteStore(args.path));
   TargetState target = ReadTarget(*config);

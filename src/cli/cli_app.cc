@@ -143,7 +143,9 @@ int RunCli(int argc, char** argv) {
   app.fallthrough();  // global options may come after the subcommand too
   app.add_option("--db", options.db, "Database file (storage.db; env ENGRAM_DB)");
   app.add_option("--store", options.store,
-                 "PostgreSQL URL postgres://user@host/db instead of the SQLite file (storage.url; env ENGRAM_STORE)");
+                 "PostgreSQL URL postgres://user@host/db, or Turso URL libsql://db-org.turso.io (token from "
+                 "ENGRAM_TURSO_TOKEN or storage.turso_token_file), instead of the SQLite file (storage.url; env "
+                 "ENGRAM_STORE)");
   app.add_option("--config", options.config_file, "Config file (TOML; env ENGRAM_CONFIG)");
   app.add_option("--durability", options.durability, "full (fsync every commit) or normal");
   app.add_option("--log-level", options.log_level, "trace, debug, info, warn, error or off");

@@ -11,11 +11,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "embedding/use_provider.h"
 #include "engram/embedding.h"
 #include "engram/lmdb_cache.h"
 #include "engram/postgres_backend.h"
 #include "engram/sandbox.h"
 #include "engram/sqlite_backend.h"
+#include "engram/turso_backend.h"
 #include "sandbox/execute_code_tool.h"
 #include "server/open_retrieval.h"
 #include "server/open_store.h"
@@ -142,13 +144,18 @@ DoctorCheck CheckCache(const Config& config) {
   return Ok("cache", detail);
 }
 
-std::vector<DoctorCheck> CheckPostgresStore(const Config& config) {
-  const std::string where = "postgresql " + MaskPostgresConninfo(config.store_url);
+// A store on a server (PostgreSQL or Turso): reachable, schema, health, and the cache in front.
+std::vector<DoctorCheck> CheckRemoteStore(const Config& config) {
+  const bool postgres = IsPostgresUrl(config.store_url);
+  const std::string where =
+      postgres ? "postgresql " + MaskPostgresConninfo(config.store_url) : "turso " + config.store_url;
   Result<std::unique_ptr<StorageBackend>> opened = server::OpenStore(config);
   if (!opened.ok()) {
     return {Fail("store", where + ": " + std::string(opened.status().message()),
-                 "check storage.url, that the server is running and reachable, and the password "
-                 "(storage.password_file, PGPASSWORD or ~/.pgpass)")};
+                 postgres ? "check storage.url, that the server is running and reachable, and the password "
+                            "(storage.password_file, PGPASSWORD or ~/.pgpass)"
+                          : "check storage.url, that the server is running and reachable, and the token "
+                            "(ENGRAM_TURSO_TOKEN, storage.turso_token or storage.turso_token_file)")};
   }
   StorageBackend& store = **opened;
   std::string detail = where + ", schema " + std::to_string(store.SchemaVersion());
@@ -166,7 +173,8 @@ std::vector<DoctorCheck> CheckPostgresStore(const Config& config) {
   }
   return {Ok("store", detail + ", reachable"),
           Ok("cache", "LMDB at " + cache->CachePath() + ", " + Bytes(DirSize(cache->CachePath())) +
-                          ", kept current across hosts by PostgreSQL LISTEN/NOTIFY")};
+                          (postgres ? ", kept current across hosts by PostgreSQL LISTEN/NOTIFY"
+                                    : ", checked against the store's generation before every read"))};
 }
 
 // ---------------------------------------------------------------------------------------
@@ -179,6 +187,18 @@ DoctorCheck CheckEmbeddingProvider(const Config& config, const DoctorEnvironment
                 "set embedding.provider = hashing (no model, no network) or http (an OpenAI-compatible endpoint)");
   }
   if (e.provider == "hashing") return Ok("embedding", "hashing, dimension " + std::to_string(e.dimension));
+  if (e.provider == "use") {
+    const std::string dir = e.model_dir.empty() ? DefaultUseModelDir() : e.model_dir;
+    Result<std::unique_ptr<EmbeddingProvider>> use = MakeUseProvider({.model_dir = e.model_dir});
+    if (!use.ok()) {
+      return Warn("embedding", "use model at " + dir + " cannot start (" + std::string(use.status().message()) +
+                                   "): engram falls back to hashing",
+                  "run scripts/install-deps (it installs the model under models/), or set embedding.model_dir to a "
+                  "folder holding model.json, its weight shards and vocab.json");
+    }
+    return Ok("embedding", "use (Universal Sentence Encoder lite), dimension " +
+                               std::to_string((*use)->Space().dimension) + ", from " + dir);
+  }
   HttpEmbeddingOptions options;
   options.url = e.url;
   options.model = e.model;
@@ -242,7 +262,7 @@ std::string ExistingAncestor(fs::path path) {
 
 std::vector<DoctorCheck> CheckDisks(const Config& config) {
   std::vector<DoctorCheck> out;
-  if (IsPostgresUrl(config.store_url)) return out;  // the store lives on the server
+  if (IsPostgresUrl(config.store_url) || IsTursoUrl(config.store_url)) return out;  // the store lives on the server
   std::vector<std::string> dirs = {ExistingAncestor(fs::path(config.db_path).parent_path())};
   if (config.cache_enabled) dirs.push_back(ExistingAncestor(fs::path(config.db_path + ".cache")));
   std::vector<unsigned long> seen;  // one check per file system
@@ -517,7 +537,7 @@ DoctorCheck CheckConfigFile(const Result<const Config*>& config) {
 }
 
 std::vector<DoctorCheck> CheckStoreAndCache(const Config& config) {
-  if (IsPostgresUrl(config.store_url)) return CheckPostgresStore(config);
+  if (IsPostgresUrl(config.store_url) || IsTursoUrl(config.store_url)) return CheckRemoteStore(config);
   std::vector<DoctorCheck> out = CheckSqliteStore(config);
   // A store that cannot be opened leaves the cache unchecked: it is rebuilt from the store.
   if (out.back().level != CheckLevel::kFail) out.push_back(CheckCache(config));
@@ -545,9 +565,10 @@ std::vector<DoctorCheck> RunDoctorChecks(const Result<const Config*>& config, co
     for (DoctorCheck& check : store_checks) checks.push_back(std::move(check));
     checks.push_back(CheckEmbeddingProvider(c, env));
     // The vectors check needs the store; it is read-only when it is a SQLite file.
-    if (store_ok && (IsPostgresUrl(c.store_url) || Exists(c.db_path))) {
+    const bool remote = IsPostgresUrl(c.store_url) || IsTursoUrl(c.store_url);
+    if (store_ok && (remote || Exists(c.db_path))) {
       Result<std::unique_ptr<StorageBackend>> store =
-          IsPostgresUrl(c.store_url) ? server::OpenStore(c) : OpenSqliteStore(c, /*read_only=*/true, /*with_cache=*/false);
+          remote ? server::OpenStore(c) : OpenSqliteStore(c, /*read_only=*/true, /*with_cache=*/false);
       if (store.ok()) checks.push_back(CheckVectors(c, **store));
     }
     for (DoctorCheck& check : CheckDisks(c)) checks.push_back(std::move(check));

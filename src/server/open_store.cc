@@ -8,13 +8,16 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <unordered_set>
 
 #include "common/fnv.h"
 #include "common/ids.h"
 #include "common/logging.h"
+#include "common/mutex.h"
 #include "engram/lmdb_cache.h"
 #include "engram/postgres_backend.h"
 #include "engram/sqlite_backend.h"
+#include "engram/turso_backend.h"
 
 namespace engram::server {
 namespace {
@@ -28,28 +31,15 @@ Result<std::unique_ptr<StorageBackend>> WithCache(const Config& config, std::uni
   return OpenLmdbCache(CacheOptionsFromConfig(config, std::move(cache_path)), std::move(store));
 }
 
-// The LMDB cache in front of PostgreSQL, kept true to the store across hosts (see
-// open_store.h): `cached_` is the LmdbCache over the PostgresBackend `base_`, `listener_`
-// drops the copies other hosts' writes changed, and a copy is served only when the listener
-// has applied every write up to the store's current generation; otherwise the read goes to
-// the base. Thread-safe.
-class PostgresCache final : public LmdbCache {
+// An LMDB cache in front of a store on a server, kept true to it across processes and hosts:
+// `cached_` is the LmdbCache over the backend `base_`. Every call goes through the cache;
+// reads of episodes are served from copies only when CopiesAreCurrent() says no other
+// process or host changed the store behind the cache's back, else they go to the base.
+// Subclasses say how they know. Thread-safe when CopiesAreCurrent is.
+class RemoteStoreCache : public LmdbCache {
  public:
-  // `writer_tag`: the PostgresOptions::writer_tag `base` announces its writes with.
-  PostgresCache(std::unique_ptr<StorageBackend> cached, StorageBackend& base,
-                std::unique_ptr<PostgresChangeListener> listener, std::string writer_tag)
-      : cached_(std::move(cached)),
-        cache_(*AsLmdbCache(*cached_)),
-        base_(base),
-        writer_tag_(std::move(writer_tag)),
-        listener_(std::move(listener)) {
-    listener_->Start({.on_connected = [this](int64_t generation) { OnConnected(generation); },
-                      .on_change = [this](const PostgresChange& change) { OnChange(change); },
-                      .on_disconnected = [this](const Status&) { connected_.store(false); }});
-  }
-
-  // The listener's callbacks use the cache: it stops first.
-  ~PostgresCache() override { listener_->Stop(); }
+  RemoteStoreCache(std::unique_ptr<StorageBackend> cached, StorageBackend& base)
+      : cached_(std::move(cached)), cache_(*AsLmdbCache(*cached_)), base_(base) {}
 
   // StorageBackend
   std::string Name() const override { return cached_->Name(); }
@@ -61,18 +51,15 @@ class PostgresCache final : public LmdbCache {
     return cached_->AppendStep(episode_id, step);
   }
   Status CompleteEpisode(const Episode& episode) override { return cached_->CompleteEpisode(episode); }
-
   Result<Episode> GetEpisode(std::string_view episode_id) override {
     if (CopiesAreCurrent()) return cached_->GetEpisode(episode_id);
-    read_through_.fetch_add(1, std::memory_order_relaxed);
-    return base_.GetEpisode(episode_id);
+    return ReadThrough(episode_id);
   }
   Result<std::vector<Episode>> GetEpisodes(std::span<const std::string> episode_ids) override {
     if (CopiesAreCurrent()) return cached_->GetEpisodes(episode_ids);
     read_through_.fetch_add(episode_ids.size(), std::memory_order_relaxed);
     return base_.GetEpisodes(episode_ids);  // one round trip for all
   }
-
   Result<std::unique_ptr<EpisodeStream>> ListEpisodes(const EpisodeFilter& filter) override {
     return cached_->ListEpisodes(filter);
   }
@@ -133,10 +120,46 @@ class PostgresCache final : public LmdbCache {
   Status Invalidate(std::span<const std::string> episode_ids) override { return cache_.Invalidate(episode_ids); }
   Status Clear() override { return cache_.Clear(); }
 
+ protected:
+  // Whether the cached copies may be served now.
+  virtual bool CopiesAreCurrent() = 0;
+  // The episode from the base, counted as a miss.
+  Result<Episode> ReadThrough(std::string_view episode_id) {
+    read_through_.fetch_add(1, std::memory_order_relaxed);
+    return base_.GetEpisode(episode_id);
+  }
+
+  // Constant after construction; cache_ is *cached_ and base_ sits under it.
+  const std::unique_ptr<StorageBackend> cached_;
+  LmdbCache& cache_;
+  StorageBackend& base_;
+
  private:
-  // Whether the cached copies may be served: the listener is connected and has applied
-  // (invalidated) every write committed before this call began (read after the generation).
-  bool CopiesAreCurrent() {
+  std::atomic<uint64_t> read_through_{0};
+};
+
+// The LMDB cache in front of PostgreSQL (see open_store.h): `base_` is the PostgresBackend,
+// `listener_` drops the copies other hosts' writes changed, and a copy is served only when
+// the listener has applied every write up to the store's current generation; otherwise the
+// read goes to the base. Thread-safe.
+class PostgresCache final : public RemoteStoreCache {
+ public:
+  // `writer_tag`: the PostgresOptions::writer_tag `base` announces its writes with.
+  PostgresCache(std::unique_ptr<StorageBackend> cached, StorageBackend& base,
+                std::unique_ptr<PostgresChangeListener> listener, std::string writer_tag)
+      : RemoteStoreCache(std::move(cached), base), writer_tag_(std::move(writer_tag)), listener_(std::move(listener)) {
+    listener_->Start({.on_connected = [this](int64_t generation) { OnConnected(generation); },
+                      .on_change = [this](const PostgresChange& change) { OnChange(change); },
+                      .on_disconnected = [this](const Status&) { connected_.store(false); }});
+  }
+
+  // The listener's callbacks use the cache: it stops first.
+  ~PostgresCache() override { listener_->Stop(); }
+
+ private:
+  // The listener is connected and has applied (invalidated) every write committed before this
+  // call began (read after the generation).
+  bool CopiesAreCurrent() override {
     if (!connected_.load()) return false;
     Result<int64_t> generation = base_.Generation();
     return generation.ok() && applied_.load() >= *generation;
@@ -181,10 +204,6 @@ class PostgresCache final : public LmdbCache {
     }
   }
 
-  // Constant after construction; cache_ is *cached_ and base_ sits under it.
-  const std::unique_ptr<StorageBackend> cached_;
-  LmdbCache& cache_;
-  StorageBackend& base_;
   const std::string writer_tag_;
   // Stopped (in the destructor) before the members above go.
   const std::unique_ptr<PostgresChangeListener> listener_;
@@ -192,18 +211,116 @@ class PostgresCache final : public LmdbCache {
   // Written by the listener's thread, read by every caller.
   std::atomic<bool> connected_{false};  // false until the first on_connected, and while disconnected
   std::atomic<int64_t> applied_{-1};    // every write up to this generation is invalidated
-  std::atomic<uint64_t> read_through_{0};
 };
 
-// Where this host caches the PostgreSQL store `conninfo`/`schema`: a folder of its own per
-// store under $XDG_CACHE_HOME/engram (~/.cache/engram), else beside storage.db.
-std::string PostgresCachePath(const Config& config, const std::string& conninfo, const std::string& schema) {
-  const std::string name = "postgres-" + Fnv1aHex(MaskPostgresConninfo(conninfo) + '\n' + schema) + ".cache";
+// The LMDB cache in front of a Turso store (see open_store.h): `base_` is the TursoBackend.
+// Turso sends no change notifications, so before serving a copy a read asks the store for
+// its generation (one round trip): unchanged since the cache was last known good, or moved
+// only by this process's own writes (which went through the cache and dropped what they
+// changed), the copies are served; moved by anyone else, whose changes are unknown, every
+// copy is dropped first. Thread-safe.
+class TursoCache final : public RemoteStoreCache {
+ public:
+  TursoCache(std::unique_ptr<StorageBackend> cached, StorageBackend& base)
+      : RemoteStoreCache(std::move(cached), base) {}
+
+  Status CreateEpisode(const Episode& episode) override {
+    Status s = cached_->CreateEpisode(episode);
+    if (s.ok() && !episode.completed()) MarkUnsettled(episode.episode_id, true);
+    return s;
+  }
+  Status PutEpisodes(std::span<const Episode> episodes) override {
+    for (const Episode& e : episodes) MarkUnsettled(e.episode_id, false);
+    return cached_->PutEpisodes(episodes);
+  }
+  Result<int> AppendStep(std::string_view episode_id, const Step& step) override {
+    Result<int> n = cached_->AppendStep(episode_id, step);
+    if (n.ok()) MarkUnsettled(episode_id, true);
+    return n;
+  }
+  Status CompleteEpisode(const Episode& episode) override {
+    Status s = cached_->CompleteEpisode(episode);
+    if (s.ok()) MarkUnsettled(episode.episode_id, false);
+    return s;
+  }
+  Result<Episode> GetEpisode(std::string_view episode_id) override {
+    // An episode this process is still writing has no copy to serve (its last write dropped
+    // it): read it at once, sparing the generation round trip (complete_episode reads the
+    // episode it is about to complete).
+    if (IsUnsettled(episode_id)) return ReadThrough(episode_id);
+    return RemoteStoreCache::GetEpisode(episode_id);
+  }
+  Result<bool> DeleteEpisode(std::string_view episode_id) override {
+    MarkUnsettled(episode_id, false);
+    return cached_->DeleteEpisode(episode_id);
+  }
+
+ private:
+  // Episodes in progress that this process created or appended to: the cache holds no copy
+  // of them. Only an optimisation, so it is simply emptied when it grows large (episodes
+  // abandoned unfinished).
+  static constexpr size_t kMaxUnsettled = 10'000;
+  void MarkUnsettled(std::string_view episode_id, bool unsettled) ENGRAM_LOCKS_EXCLUDED(mu_) {
+    MutexLock lock(mu_);
+    if (!unsettled) {
+      unsettled_.erase(std::string(episode_id));
+      return;
+    }
+    if (unsettled_.size() >= kMaxUnsettled) unsettled_.clear();
+    unsettled_.emplace(episode_id);
+  }
+  bool IsUnsettled(std::string_view episode_id) ENGRAM_LOCKS_EXCLUDED(mu_) {
+    MutexLock lock(mu_);
+    return unsettled_.contains(std::string(episode_id));
+  }
+
+  // Drops every copy first when the store changed in ways this process did not make. A fill
+  // whose store read predates such a Clear is refused by the cache (its generation moved), so
+  // no older state survives it.
+  bool CopiesAreCurrent() override ENGRAM_LOCKS_EXCLUDED(mu_) {
+    Result<int64_t> generation = base_.Generation();
+    if (!generation.ok()) return false;
+    MutexLock lock(mu_);
+    if (*generation == known_) return true;
+    if (known_ >= 0 && *generation > known_ && TursoWritesAreOwn(base_, known_, *generation)) {
+      known_ = *generation;
+      return true;
+    }
+    // Another process or host wrote (or this is the first read since opening).
+    Status cleared = cache_.Clear();
+    if (!cleared.ok()) {
+      LogWarn("LMDB cache: cannot clear after another writer changed the Turso store; reading through",
+              {{"error", cleared.ToString()}});
+      return false;
+    }
+    known_ = *generation;
+    return true;
+  }
+
+  Mutex mu_;
+  // Every write up to this store generation has no stale copy in the cache; -1: none known.
+  int64_t known_ ENGRAM_GUARDED_BY(mu_) = -1;
+  std::unordered_set<std::string> unsettled_ ENGRAM_GUARDED_BY(mu_);
+};
+
+// The folder `name` under $XDG_CACHE_HOME/engram (~/.cache/engram), else beside storage.db:
+// where this host caches a store that lives on a server.
+std::string HostCachePath(const Config& config, const std::string& name) {
   const char* xdg = std::getenv("XDG_CACHE_HOME");
   if (xdg != nullptr && xdg[0] == '/') return std::string(xdg) + "/engram/" + name;
   const char* home = std::getenv("HOME");
   if (home != nullptr && home[0] == '/') return std::string(home) + "/.cache/engram/" + name;
   return (std::filesystem::path(config.db_path).parent_path() / name).string();
+}
+
+// Where this host caches the Turso store at `base_url`.
+std::string TursoCachePath(const Config& config, const std::string& base_url) {
+  return HostCachePath(config, "turso-" + Fnv1aHex(base_url) + ".cache");
+}
+
+// Where this host caches the PostgreSQL store `conninfo`/`schema`.
+std::string PostgresCachePath(const Config& config, const std::string& conninfo, const std::string& schema) {
+  return HostCachePath(config, "postgres-" + Fnv1aHex(MaskPostgresConninfo(conninfo) + '\n' + schema) + ".cache");
 }
 
 }  // namespace
@@ -250,6 +367,22 @@ Result<std::unique_ptr<StorageBackend>> OpenStore(const Config& config) {
         WithCache(config, std::move(store), PostgresCachePath(config, options.conninfo, listener->schema())));
     return std::unique_ptr<StorageBackend>(
         std::make_unique<PostgresCache>(std::move(cached), base, std::move(listener), options.writer_tag));
+  }
+  if (IsTursoUrl(config.store_url)) {
+    TursoOptions options;
+    options.url = config.store_url;
+    options.pool_size = static_cast<size_t>(config.pool_size);
+    options.auth_token = config.turso_token;
+    if (!config.turso_token_file.empty()) {
+      ENGRAM_ASSIGN_OR_RETURN(options.auth_token,
+                              ReadSecretFile("storage.turso_token_file", config.turso_token_file));
+    }
+    ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<StorageBackend> store, OpenTursoBackend(options));
+    if (!config.cache_enabled) return store;
+    StorageBackend& base = *store;
+    const std::string cache_path = TursoCachePath(config, store->Location());
+    ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<StorageBackend> cached, WithCache(config, std::move(store), cache_path));
+    return std::unique_ptr<StorageBackend>(std::make_unique<TursoCache>(std::move(cached), base));
   }
   SqliteOptions options;
   options.path = config.db_path;

@@ -1,5 +1,5 @@
 // Opens the store the configuration names: the one place that knows every backend
-// (SQLite or PostgreSQL; the LMDB cache decorator plugs in here).
+// (SQLite, PostgreSQL or Turso; the LMDB cache decorator plugs in here).
 #pragma once
 
 #include <memory>
@@ -39,6 +39,13 @@ namespace engram::server {
 //     backoff) the host's cache is cleared, since notifications may have been missed. A
 //     process opening the store clears the host's cache the same way (CLI commands too).
 //   - Several engram processes on one host share its cache folder; each runs a listener.
+//
+// Turso when storage.url is a libsql://, https:// or http:// URL (token from
+// storage.turso_token_file when set, else storage.turso_token / ENGRAM_TURSO_TOKEN). With
+// cache.enabled it sits behind the LMDB cache in $XDG_CACHE_HOME/engram/turso-<hash of the
+// URL>.cache. Turso sends no notifications, so a cached copy is served only after the store's
+// generation (one round trip) shows no write since the cache was known good other than this
+// process's own (which went through the cache); any other write drops every copy first.
 // Errors: the backend's open errors, unchanged; kNotFound / kUnavailable / kInvalidArgument
 // if storage.password_file is missing, unreadable or empty; the cache's and the listener's
 // open errors.

@@ -8,6 +8,7 @@
 
 #include "model/search_text.h"
 #include "storage/postgres/postgres_backend.h"
+#include "storage/vector_blob.h"
 
 namespace engram::postgres {
 
@@ -286,17 +287,6 @@ Result<std::vector<float>> FloatsFromHex(std::string_view hex, const std::string
     out[i] = std::bit_cast<float>(bits);
   }
   return out;
-}
-
-Status CheckSpace(const EmbeddingSpace& space) {
-  if (space.provider.empty() || space.model.empty()) {
-    return InvalidArgumentError("an embedding space needs a provider and a model");
-  }
-  if (space.dimension <= 0) {
-    return InvalidArgumentError("an embedding space needs a positive dimension, not " +
-                                std::to_string(space.dimension));
-  }
-  return OkStatus();
 }
 
 // The space recorded in a row of (provider, model, dimension) starting at column `col`.
@@ -585,7 +575,7 @@ Result<std::optional<EmbeddingSpace>> PostgresBackend::GetEmbeddingSpace() {
 }
 
 Status PostgresBackend::SetEmbeddingSpace(const EmbeddingSpace& space) {
-  ENGRAM_RETURN_IF_ERROR(CheckSpace(space));
+  ENGRAM_RETURN_IF_ERROR(CheckEmbeddingSpace(space));
   return RunWrite([&](Connection& conn) -> Status {
     ENGRAM_ASSIGN_OR_RETURN(PgResult set,
                             conn.Query(kSetSpaceSql, Params().Text(space.provider).Text(space.model).Int(space.dimension)));
@@ -596,7 +586,7 @@ Status PostgresBackend::SetEmbeddingSpace(const EmbeddingSpace& space) {
 }
 
 Status PostgresBackend::PutVectors(const EmbeddingSpace& space, std::span<const EpisodeVector> vectors) {
-  ENGRAM_RETURN_IF_ERROR(CheckSpace(space));
+  ENGRAM_RETURN_IF_ERROR(CheckEmbeddingSpace(space));
   // The last vector of an episode named twice wins, as if they were put one after another.
   std::map<std::string, const EpisodeVector*> latest;
   for (const EpisodeVector& v : vectors) {

@@ -18,6 +18,7 @@
 #include "model/stored_columns.h"
 #include "storage/sqlite/sqlite_backend.h"
 #include "storage/sqlite/sqlite_index.h"
+#include "storage/vector_blob.h"
 
 namespace engram::sqlite {
 
@@ -117,37 +118,6 @@ std::string AnyOf(std::span<const std::string> terms) {
 constexpr int64_t kExhaustivePostings = 8'000;
 
 // Vectors are stored as little-endian float32, whatever this machine's byte order.
-std::string EncodeVector(const std::vector<float>& v) {
-  std::string bytes(v.size() * sizeof(float), '\0');
-  for (size_t i = 0; i < v.size(); ++i) {
-    uint32_t bits = std::bit_cast<uint32_t>(v[i]);
-    for (int b = 0; b < 4; ++b) bytes[i * 4 + b] = static_cast<char>((bits >> (8 * b)) & 0xff);
-  }
-  return bytes;
-}
-
-Result<std::vector<float>> DecodeVector(std::string_view bytes, int dimension, const std::string& episode_id) {
-  if (bytes.size() != static_cast<size_t>(dimension) * sizeof(float)) {
-    return DataLossError("the vector of episode " + episode_id + " has " + std::to_string(bytes.size()) +
-                         " bytes; its space needs " + std::to_string(dimension * sizeof(float)));
-  }
-  std::vector<float> v(static_cast<size_t>(dimension));
-  for (size_t i = 0; i < v.size(); ++i) {
-    uint32_t bits = 0;
-    for (int b = 0; b < 4; ++b) bits |= static_cast<uint32_t>(static_cast<unsigned char>(bytes[i * 4 + b])) << (8 * b);
-    v[i] = std::bit_cast<float>(bits);
-  }
-  return v;
-}
-
-Status CheckSpace(const EmbeddingSpace& space) {
-  if (space.provider.empty() || space.model.empty() || space.dimension <= 0) {
-    return InvalidArgumentError("an embedding space needs a provider, a model and a dimension above 0 (got \"" +
-                                space.Key() + "\")");
-  }
-  return OkStatus();
-}
-
 Result<std::optional<EmbeddingSpace>> ReadSpace(Connection& conn) {
   ENGRAM_ASSIGN_OR_RETURN(Statement stmt, conn.Prepare(kGetSpaceSql));
   ENGRAM_ASSIGN_OR_RETURN(bool row, stmt.Step());
@@ -189,7 +159,7 @@ class SqliteVectorStream final : public VectorStream {
     EpisodeVector v;
     v.seq = stmt_->ColumnInt(0);
     v.episode_id = stmt_->ColumnText(1);
-    ENGRAM_ASSIGN_OR_RETURN(v.vector, DecodeVector(stmt_->ColumnBlob(2), space_.dimension, v.episode_id));
+    ENGRAM_ASSIGN_OR_RETURN(v.vector, DecodeVectorBlob(stmt_->ColumnBlob(2), space_.dimension, v.episode_id));
     return std::optional<EpisodeVector>(std::move(v));
   }
 
@@ -394,7 +364,7 @@ Result<std::optional<EmbeddingSpace>> SqliteBackend::GetEmbeddingSpace() {
 }
 
 Status SqliteBackend::SetEmbeddingSpace(const EmbeddingSpace& space) {
-  ENGRAM_RETURN_IF_ERROR(CheckSpace(space));
+  ENGRAM_RETURN_IF_ERROR(CheckEmbeddingSpace(space));
   return Write([&](Connection& conn) -> Status {
     ENGRAM_ASSIGN_OR_RETURN(Statement set, conn.Prepare(kSetSpaceSql));
     set.BindText(1, space.provider);
@@ -408,7 +378,7 @@ Status SqliteBackend::SetEmbeddingSpace(const EmbeddingSpace& space) {
 }
 
 Status SqliteBackend::PutVectors(const EmbeddingSpace& space, std::span<const EpisodeVector> vectors) {
-  ENGRAM_RETURN_IF_ERROR(CheckSpace(space));
+  ENGRAM_RETURN_IF_ERROR(CheckEmbeddingSpace(space));
   for (const EpisodeVector& v : vectors) {
     if (v.vector.size() != static_cast<size_t>(space.dimension)) {
       return InvalidArgumentError("the vector of episode " + v.episode_id + " has " + std::to_string(v.vector.size()) +
@@ -434,7 +404,7 @@ Status SqliteBackend::PutVectors(const EmbeddingSpace& space, std::span<const Ep
       ENGRAM_ASSIGN_OR_RETURN(Statement put, conn.Prepare(kPutVectorSql));
       put.BindText(1, v.episode_id);
       put.BindText(2, key);
-      put.BindBlob(3, EncodeVector(v.vector));
+      put.BindBlob(3, EncodeVectorBlob(v.vector));
       ENGRAM_RETURN_IF_ERROR(put.Run());
     }
     return OkStatus();
@@ -443,7 +413,7 @@ Status SqliteBackend::PutVectors(const EmbeddingSpace& space, std::span<const Ep
 
 Result<std::unique_ptr<VectorStream>> SqliteBackend::ListVectors(const EmbeddingSpace& space, int64_t after_seq) {
   ENGRAM_RETURN_IF_ERROR(RequireSchema(2, "embeddings"));
-  ENGRAM_RETURN_IF_ERROR(CheckSpace(space));
+  ENGRAM_RETURN_IF_ERROR(CheckEmbeddingSpace(space));
   ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, pool_->Acquire());
   auto stream = std::make_unique<SqliteVectorStream>(pool_, std::move(conn), space);
   ENGRAM_RETURN_IF_ERROR(stream->Start(after_seq));

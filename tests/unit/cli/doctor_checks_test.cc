@@ -23,6 +23,7 @@
 #include "testing/episodes.h"
 #include "testing/postgres.h"
 #include "testing/temp_dir.h"
+#include "testing/turso_server.h"
 
 namespace engram::cli {
 namespace {
@@ -397,6 +398,37 @@ TEST_F(DoctorChecksTest, ReachablePostgresIsOk) {
   EXPECT_EQ(store->level, CheckLevel::kOk) << store->detail;
   EXPECT_THAT(store->detail, HasSubstr("schema 4"));
   EXPECT_THAT(store->detail, HasSubstr("reachable"));
+  EXPECT_TRUE(DoctorHealthy(checks)) << FormatDoctorText(checks);
+}
+
+TEST_F(DoctorChecksTest, UnreachableTursoFailsNamingTheToken) {
+  // A loopback port where nothing listens.
+  const int port = testing::internal::FreeLoopbackPort();
+  std::vector<DoctorCheck> checks = Run("", "url = \"http://127.0.0.1:" + std::to_string(port) + "\"\n");
+  const DoctorCheck* store = Find(checks, "store");
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->level, CheckLevel::kFail) << store->detail;
+  EXPECT_THAT(store->detail, HasSubstr("turso http://127.0.0.1:" + std::to_string(port)));
+  EXPECT_THAT(store->fix, HasSubstr("ENGRAM_TURSO_TOKEN"));
+  EXPECT_FALSE(DoctorHealthy(checks));
+  EXPECT_EQ(Find(checks, "disk"), nullptr) << "the store's disk is the server's";
+}
+
+TEST_F(DoctorChecksTest, ReachableTursoIsOk) {
+  // A server of the test's own: the shared one holds other tests' tables, which a store refuses.
+  Result<std::unique_ptr<testing::TursoServer>> server = testing::TursoServer::Start(dir_.File("turso.db"));
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  ASSERT_EQ(setenv("XDG_CACHE_HOME", dir_.File("xdg-cache").c_str(), 1), 0);
+  std::vector<DoctorCheck> checks = Run("", "url = \"" + (*server)->url() + "\"\n");
+  const DoctorCheck* store = Find(checks, "store");
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->level, CheckLevel::kOk) << store->detail;
+  EXPECT_THAT(store->detail, HasSubstr("turso " + (*server)->url()));
+  EXPECT_THAT(store->detail, HasSubstr("reachable"));
+  const DoctorCheck* cache = Find(checks, "cache");
+  ASSERT_NE(cache, nullptr);
+  EXPECT_EQ(cache->level, CheckLevel::kOk) << cache->detail;
+  EXPECT_THAT(cache->detail, HasSubstr("generation"));
   EXPECT_TRUE(DoctorHealthy(checks)) << FormatDoctorText(checks);
 }
 
