@@ -19,9 +19,14 @@
 // slightly larger store). The cache folder starts empty in each cached configuration: the
 // warm-up fills it.
 //
+// With --read-batch N (> 1) each read takes N Zipf-drawn ids at once, as ranking reads its
+// candidates: one StorageBackend::GetEpisodes call, or with --read-each true one GetEpisode
+// per id (what the cache did for GetEpisodes before it batched its misses). Read latencies
+// are then per batch.
+//
 //   cache_mix_bench [--episodes 10000] [--threads 4] [--seconds 10] [--warmup 3] [--zipf 0.99]
 //                   [--sqlite true|false] [--pg postgresql://USER@/DB?host=/tmp/pg-bench]
-//                   [--eval bench/eval] [--dir DIR]
+//                   [--eval bench/eval] [--dir DIR] [--read-batch 1] [--read-each false]
 #include <unistd.h>
 
 #include <algorithm>
@@ -62,6 +67,8 @@ struct Options {
   std::string pg;
   std::string eval_dir = "bench/eval";
   std::string dir = "/tmp/engram-cache-mix-" + std::to_string(::getpid());
+  size_t read_batch = 1;
+  bool read_each = false;
 };
 
 // The store's episode ids in popularity order (index 0 is the hottest) and a Zipf sampler
@@ -113,8 +120,8 @@ struct Latencies {
 };
 
 // One thread of the mix until `stop_at`; latencies of operations started after `count_from`.
-Latencies RunMix(Memory& memory, Popularity& popularity, const bench::ScaleCorpus& corpus, uint64_t seed,
-                 SteadyClock::time_point count_from, SteadyClock::time_point stop_at) {
+Latencies RunMix(const Options& opts, Memory& memory, Popularity& popularity, const bench::ScaleCorpus& corpus,
+                 uint64_t seed, SteadyClock::time_point count_from, SteadyClock::time_point stop_at) {
   struct Open {
     std::string id;
     Episode plan;  // the generated episode it replays
@@ -142,7 +149,19 @@ Latencies RunMix(Memory& memory, Popularity& popularity, const bench::ScaleCorpu
     Status s;
     if (dice < 80) {
       into = &out.read;
-      s = memory.GetEpisode(popularity.Pick(rng)).status();
+      if (opts.read_batch <= 1) {
+        s = memory.GetEpisode(popularity.Pick(rng)).status();
+      } else {
+        std::vector<std::string> ids;
+        for (size_t k = 0; k < opts.read_batch; ++k) ids.push_back(popularity.Pick(rng));
+        if (opts.read_each) {
+          for (const std::string& id : ids) {
+            if (s = memory.storage().GetEpisode(id).status(); !s.ok()) break;
+          }
+        } else {
+          s = memory.storage().GetEpisodes(ids).status();
+        }
+      }
     } else if (dice < 95 && !open.empty()) {
       const size_t i = rng() % open.size();
       Open& o = open[i];
@@ -223,7 +242,7 @@ void RunConfiguration(const Options& o, const bench::ScaleCorpus& corpus, const 
     std::vector<std::jthread> threads;
     for (int t = 0; t < o.threads; ++t) {
       threads.emplace_back([&, t] {
-        per_thread[static_cast<size_t>(t)] = RunMix(memory, popularity, corpus, 100 + static_cast<uint64_t>(t),
+        per_thread[static_cast<size_t>(t)] = RunMix(o, memory, popularity, corpus, 100 + static_cast<uint64_t>(t),
                                                    count_from, stop_at);
       });
     }
@@ -255,7 +274,7 @@ void RunConfiguration(const Options& o, const bench::ScaleCorpus& corpus, const 
 bool ParseArgs(int argc, char** argv, Options& o) {
   const char* usage =
       "cache_mix_bench [--episodes N] [--threads N] [--seconds S] [--warmup S] [--zipf S] "
-      "[--sqlite true|false] [--pg URL] [--eval DIR] [--dir DIR]";
+      "[--sqlite true|false] [--pg URL] [--eval DIR] [--dir DIR] [--read-batch N] [--read-each true|false]";
   return bench::ParseFlags(
       argc, argv, usage,
       [&](const std::string& a, const std::string& v) {
@@ -278,6 +297,11 @@ bool ParseArgs(int argc, char** argv, Options& o) {
           o.eval_dir = v;
         } else if (a == "--dir") {
           o.dir = v;
+        } else if (a == "--read-batch") {
+          o.read_batch = std::stoul(v);
+        } else if (a == "--read-each") {
+          if (v != "true" && v != "false") return false;
+          o.read_each = v == "true";
         } else {
           return false;
         }
@@ -294,6 +318,10 @@ int Main(int argc, char** argv) {
   fs::create_directories(o.dir);
   std::printf("%zu episodes, %d threads, %.0f s counted after %.0f s warm-up, Zipf s=%.2f; load average %.2f\n\n",
               o.episodes, o.threads, o.seconds, o.warmup, o.zipf, bench::LoadAverage());
+  if (o.read_batch > 1) {
+    std::printf("reads: %zu ids each, %s\n\n", o.read_batch,
+                o.read_each ? "one GetEpisode per id" : "one GetEpisodes call");
+  }
   std::printf("| store | cache hit ratio (hits/lookups) | ops/s | read p50 ms | read p95 ms | read p99 ms | "
               "append p50/p95 ms | complete p50/p95 ms | create p50/p95 ms | errors |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|\n");

@@ -2,18 +2,26 @@
 //
 // Export writes one compact EpisodeToJson object per line (steps included), oldest first by
 // episode id, so two exports of the same data are byte-identical. It streams: the ids are
-// listed first (light: no steps), then episodes are read back in chunks of kChunk.
+// listed first (light: no steps), then episodes are read back in chunks of kChunk. After
+// the episodes come what the store learned from them (cli/export_format.h): its patterns
+// (effectiveness and decay included) by pattern_id, its heuristics by heuristic_id, and a
+// last "learning" record naming the exported episodes not yet learned from. With --domain,
+// the patterns of that domain (context.domain) and their heuristics.
 // Import reads such lines, passes every episode through the same validation and redactor as
 // live writes (Memory::PrepareImportedEpisode) and merges by episode id: identical ->
 // skipped, different -> updated (replaced), new -> added, written kBatch per transaction.
+// Then it merges the patterns by similarity key (MergePatterns, MergeImportedPattern: a
+// second import of one file changes nothing), writes the heuristics, and — only when the
+// file's learning record came through — marks the completed episodes it wrote as extracted
+// unless the source had them pending, so the target's pipeline does not count them again.
+// Files of the first format (episodes only) import as before: their completed episodes
+// stay pending and the target's pipeline derives their patterns.
 // Both show a progress bar on stderr when it is a terminal (never with --json).
 //
-// Export carries episodes only, not learned patterns or heuristics: those are derived from
-// the episodes. Import marks every completed episode it writes as pending extraction
-// (PutEpisodes), so the target store's learning pipeline (`engram serve`, or `engram pattern
-// reextract`) derives its patterns again; importing patterns as well would count every
-// imported episode twice in them. What is not carried: pattern effectiveness counters
-// (times shown/applied and their outcomes) and decay, which belong to the source store.
+// Not carried: attribution records (which episode was shown or applied which pattern; the
+// storage interface has no reader for them). Their effect is in the effectiveness counters,
+// which are carried; an episode still in progress that was shown a pattern is not credited
+// when it completes in the target store.
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -23,16 +31,23 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <set>
+#include <unordered_map>
+#include <unordered_set>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "cli/cli_app.h"
+#include "cli/export_format.h"
+#include "common/ids.h"
 #include "cli/output.h"
 #include "core/redaction.h"
 #include "engram/lmdb_cache.h"
 #include "engram/postgres_backend.h"
+#include "learning/learning.h"
 #include "model/episode_json.h"
+#include "server/open_learning.h"
 #include "server/open_retrieval.h"
 #include "server/open_store.h"
 
@@ -101,6 +116,42 @@ Status ForEachEpisodeOldestFirst(Memory& memory, const std::optional<std::string
   return OkStatus();
 }
 
+// What the store learned, for export: patterns (of `domain` when set) by pattern_id, their
+// heuristics (all of them without a domain) by heuristic_id, and which of `completed` (the
+// exported completed episodes) are still pending extraction. Read after the episodes, so
+// an episode extracted meanwhile is counted in the patterns and not listed as pending.
+struct Learned {
+  std::vector<Pattern> patterns;
+  std::vector<Heuristic> heuristics;
+  LearningRecord record;
+};
+
+Result<Learned> ReadLearned(StorageBackend& store, const std::optional<std::string>& domain,
+                            const std::unordered_set<std::string>& completed) {
+  Learned l;
+  ENGRAM_ASSIGN_OR_RETURN(std::vector<std::string> pending, store.PendingExtraction(0));
+  for (std::string& id : pending) {
+    if (completed.contains(id)) l.record.pending_extraction.push_back(std::move(id));
+  }
+  std::sort(l.record.pending_extraction.begin(), l.record.pending_extraction.end());
+  PatternFilter filter;
+  filter.domain = domain;
+  ENGRAM_ASSIGN_OR_RETURN(l.patterns, store.ListPatterns(filter));
+  std::sort(l.patterns.begin(), l.patterns.end(),
+            [](const Pattern& x, const Pattern& y) { return x.pattern_id < y.pattern_id; });
+  std::unordered_set<std::string> pattern_ids;
+  for (const Pattern& p : l.patterns) pattern_ids.insert(p.pattern_id);
+  ENGRAM_ASSIGN_OR_RETURN(std::vector<Heuristic> heuristics, store.ListHeuristics(0));
+  for (Heuristic& h : heuristics) {
+    if (!domain || pattern_ids.contains(h.source_pattern_id)) l.heuristics.push_back(std::move(h));
+  }
+  std::sort(l.heuristics.begin(), l.heuristics.end(),
+            [](const Heuristic& x, const Heuristic& y) { return x.heuristic_id < y.heuristic_id; });
+  l.record.patterns = static_cast<int64_t>(l.patterns.size());
+  l.record.heuristics = static_cast<int64_t>(l.heuristics.size());
+  return l;
+}
+
 Status RunExport(Session& session, const ExportArgs& a) {
   if (a.format != "jsonl") return InvalidArgumentError("--format: only jsonl is supported, got \"" + a.format + "\"");
   ENGRAM_ASSIGN_OR_RETURN(Memory * memory, session.memory());
@@ -116,13 +167,28 @@ Status RunExport(Session& session, const ExportArgs& a) {
   // Not when the episodes themselves go to the terminal: the bar would break their lines.
   ProgressBar bar(ProgressBar::Wanted(session.json()) && !(a.output == "-" && isatty(STDOUT_FILENO)), "episodes");
   size_t n = 0;
+  std::unordered_set<std::string> completed;
   Status s = ForEachEpisodeOldestFirst(*memory, a.domain, &bar, [&](const Episode& e) -> Status {
     *out << DumpJson(EpisodeToJson(e)) << '\n';
     ++n;
+    if (e.completed()) completed.insert(e.episode_id);
     if (!*out) return UnavailableError("write failed");
     return OkStatus();
   });
   bar.Finish();  // ends the bar's line before any error message
+  Learned learned;
+  if (s.ok()) {
+    Result<Learned> l = ReadLearned(memory->storage(), a.domain, completed);
+    if (l.ok()) {
+      learned = *std::move(l);
+      for (const Pattern& p : learned.patterns) *out << DumpJson(PatternRecordToJson(p)) << '\n';
+      for (const Heuristic& h : learned.heuristics) *out << DumpJson(HeuristicRecordToJson(h)) << '\n';
+      *out << DumpJson(LearningRecordToJson(learned.record)) << '\n';
+      if (!*out) s = UnavailableError("write failed");
+    } else {
+      s = l.status().WithContext("reading patterns and heuristics");
+    }
+  }
   out->flush();
   if (a.output != "-") {
     file.close();
@@ -135,9 +201,13 @@ Status RunExport(Session& session, const ExportArgs& a) {
     std::filesystem::rename(tmp, a.output, ec);
     if (ec) return UnavailableError("cannot rename " + tmp + " to " + a.output + ": " + ec.message());
     if (session.json()) {
-      PrintJson({{"exported", n}, {"output", a.output}});
+      PrintJson({{"exported", n},
+                 {"patterns", learned.patterns.size()},
+                 {"heuristics", learned.heuristics.size()},
+                 {"output", a.output}});
     } else {
-      std::cout << "exported " << n << " episodes to " << a.output << "\n";
+      std::cout << "exported " << n << " episodes, " << learned.patterns.size() << " patterns and "
+                << learned.heuristics.size() << " heuristics to " << a.output << "\n";
     }
   }
   return s;
@@ -148,22 +218,54 @@ struct LineError {
   std::string message;
 };
 
-// Parses, validates and redacts one JSONL line. nullopt for a blank line.
-Result<std::optional<Episode>> DecodeLine(Memory& memory, std::string& line) {
+// One line of an export: blank, an episode, or a record of cli/export_format.h.
+struct Decoded {
+  enum class Kind { kBlank, kEpisode, kRecord } kind = Kind::kBlank;
+  Episode episode;
+  ExportRecord record;
+};
+
+// Parses, validates and redacts one JSONL line.
+Result<Decoded> DecodeLine(Memory& memory, const Redactor* redactor, std::string& line) {
+  Decoded d;
   if (!line.empty() && line.back() == '\r') line.pop_back();
-  if (line.find_first_not_of(" \t") == std::string::npos) return std::optional<Episode>();
+  if (line.find_first_not_of(" \t") == std::string::npos) return d;
   nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return InvalidArgumentError("not valid JSON");
   if (!j.is_object()) return InvalidArgumentError("episode: expected a JSON object");
-  ENGRAM_ASSIGN_OR_RETURN(Episode e, EpisodeFromJson(j, "episode"));
-  Status s = memory.PrepareImportedEpisode(e);
+  if (IsExportRecord(j)) {
+    d.kind = Decoded::Kind::kRecord;
+    ENGRAM_ASSIGN_OR_RETURN(d.record, ParseExportRecord(j));
+    ENGRAM_RETURN_IF_ERROR(ScrubRecord(redactor, d.record));
+    return d;
+  }
+  d.kind = Decoded::Kind::kEpisode;
+  ENGRAM_ASSIGN_OR_RETURN(d.episode, EpisodeFromJson(j, "episode"));
+  Status s = memory.PrepareImportedEpisode(d.episode);
   if (!s.ok()) return Status(s.code(), "episode." + std::string(s.message()));
-  return std::optional<Episode>(std::move(e));
+  return d;
 }
 
 struct ImportCounts {
   size_t added = 0, updated = 0, skipped = 0;
   std::vector<LineError> errors;
+  bool learning = false;  // the file had pattern, heuristic or learning records
+  size_t patterns_added = 0, patterns_merged = 0, patterns_unchanged = 0;
+  size_t heuristics_added = 0, heuristics_updated = 0, heuristics_unchanged = 0;
+  size_t marked_extracted = 0;
+  std::string not_marked;  // why the written episodes were left pending, if they were
+};
+
+// The file's learning records, applied after its episodes, and what that needs to know.
+struct LearnedInput {
+  std::vector<std::pair<size_t, Pattern>> patterns;  // (line, pattern)
+  std::vector<std::pair<size_t, Heuristic>> heuristics;
+  size_t learning_records = 0;
+  int64_t declared_patterns = 0;  // what the learning records say the file holds
+  int64_t declared_heuristics = 0;
+  size_t record_errors = 0;  // bad pattern / heuristic / learning lines
+  std::unordered_set<std::string> pending;  // the source had not learned from these
+  std::vector<std::string> written_completed;  // completed episodes this import wrote
 };
 
 // An episode waiting in the import batch, with what writing it will count.
@@ -176,23 +278,26 @@ struct Pending {
 // Writes `batch` in one transaction and counts it. When the store refuses the batch's
 // data (kInvalidArgument: e.g. a NUL character PostgreSQL cannot store, in an export from
 // SQLite), each episode is written on its own so only the refused lines become errors.
-Status WriteBatch(Memory& memory, std::vector<Pending>& batch, ImportCounts& counts) {
+// The completed episodes written are appended to `written_completed`.
+Status WriteBatch(Memory& memory, std::vector<Pending>& batch, ImportCounts& counts,
+                  std::vector<std::string>& written_completed) {
   if (batch.empty()) return OkStatus();
   std::vector<Episode> episodes;
   episodes.reserve(batch.size());
   for (Pending& p : batch) episodes.push_back(std::move(p.episode));
-  auto count = [&](const Pending& p) {
-    counts.added += p.added;
-    counts.updated += p.updated;
+  auto count = [&](size_t i) {
+    counts.added += batch[i].added;
+    counts.updated += batch[i].updated;
+    if (episodes[i].completed()) written_completed.push_back(episodes[i].episode_id);
   };
   Status s = memory.storage().PutEpisodes(episodes);
   if (s.ok()) {
-    for (const Pending& p : batch) count(p);
+    for (size_t i = 0; i < batch.size(); ++i) count(i);
   } else if (s.code() == StatusCode::kInvalidArgument) {
     for (size_t i = 0; i < batch.size(); ++i) {
       Status one = memory.storage().PutEpisodes(std::span<const Episode>(&episodes[i], 1));
       if (one.ok()) {
-        count(batch[i]);
+        count(i);
       } else if (one.code() == StatusCode::kInvalidArgument) {
         counts.errors.push_back(
             {batch[i].line, "episode " + episodes[i].episode_id + ": " + std::string(one.message())});
@@ -210,28 +315,219 @@ Status WriteBatch(Memory& memory, std::vector<Pending>& batch, ImportCounts& cou
   return OkStatus();
 }
 
+constexpr size_t kPatternBatch = 200;  // similarity keys per MergePatterns transaction
+
+enum class PatternOutcome { kAdded, kMerged, kUnchanged };
+
+// Merges `chunk` into the store in one MergePatterns transaction: a key the store lacks
+// gets the imported pattern as it is, a key it has gets MergeImportedPattern. Returns, per
+// record, the outcome and the pattern the store then holds under that key.
+Status MergePatternChunk(StorageBackend& store, const std::vector<Pattern>& chunk,
+                         std::vector<PatternOutcome>& outcomes, std::vector<Pattern>& results) {
+  std::vector<std::string> keys;
+  for (const Pattern& p : chunk) keys.push_back(p.similarity_key);
+  return store.MergePatterns(keys, [&](std::vector<Pattern>& stored) -> Status {
+    // May run again when the store retries the transaction: starts from scratch.
+    outcomes.assign(chunk.size(), PatternOutcome::kUnchanged);
+    std::unordered_map<std::string, size_t> by_key;
+    for (size_t i = 0; i < stored.size(); ++i) by_key.emplace(stored[i].similarity_key, i);
+    for (size_t j = 0; j < chunk.size(); ++j) {
+      const Pattern& y = chunk[j];
+      auto it = by_key.find(y.similarity_key);
+      if (it == by_key.end()) {
+        by_key.emplace(y.similarity_key, stored.size());
+        stored.push_back(y);
+        outcomes[j] = PatternOutcome::kAdded;
+      } else if (MergeImportedPattern(stored[it->second], y)) {
+        outcomes[j] = PatternOutcome::kMerged;
+      }
+    }
+    results.clear();
+    for (const Pattern& y : chunk) results.push_back(stored[by_key.at(y.similarity_key)]);
+    return OkStatus();
+  });
+}
+
+// Applies the file's patterns and heuristics (after its episodes), then marks the completed
+// episodes it wrote as extracted when the file's learning came through whole.
+Status ImportLearned(Memory& memory, const LearningOptions& options, LearnedInput& in, ImportCounts& counts) {
+  StorageBackend& store = memory.storage();
+  // Per imported pattern id: what happened to it and the id its key has in this store.
+  std::unordered_map<std::string, std::pair<PatternOutcome, std::string>> by_imported_id;
+  std::map<std::string, Pattern> merged;  // patterns changed by a merge, by id: heuristics derived again
+  size_t failed_patterns = 0;
+  for (size_t i = 0; i < in.patterns.size(); i += kPatternBatch) {
+    const size_t end = std::min(i + kPatternBatch, in.patterns.size());
+    std::vector<Pattern> chunk;
+    std::vector<std::string> imported_ids;
+    for (size_t k = i; k < end; ++k) {
+      Pattern p = in.patterns[k].second;
+      imported_ids.push_back(p.pattern_id);
+      // An id this store already gives to a pattern of another key: the import takes a new one.
+      Result<Pattern> other = store.GetPattern(p.pattern_id);
+      if (other.ok()) {
+        if (other->similarity_key != p.similarity_key) p.pattern_id = NewUuidV7(memory.clock());
+      } else if (other.status().code() != StatusCode::kNotFound) {
+        return other.status();
+      }
+      chunk.push_back(std::move(p));
+    }
+    std::vector<PatternOutcome> outcomes;
+    std::vector<Pattern> results;
+    Status s = MergePatternChunk(store, chunk, outcomes, results);
+    std::vector<bool> ok(chunk.size(), true);
+    if (s.code() == StatusCode::kInvalidArgument) {
+      // The store refused some pattern: one at a time, so only those lines fail.
+      outcomes.assign(chunk.size(), PatternOutcome::kUnchanged);
+      results.assign(chunk.size(), Pattern{});
+      for (size_t j = 0; j < chunk.size(); ++j) {
+        std::vector<PatternOutcome> one_outcome;
+        std::vector<Pattern> one_result;
+        Status one = MergePatternChunk(store, std::vector<Pattern>{chunk[j]}, one_outcome, one_result);
+        if (one.ok()) {
+          outcomes[j] = one_outcome[0];
+          results[j] = std::move(one_result[0]);
+        } else if (one.code() == StatusCode::kInvalidArgument) {
+          ok[j] = false;
+          ++failed_patterns;
+          counts.errors.push_back({in.patterns[i + j].first, "pattern " + chunk[j].pattern_id + ": " +
+                                                                 std::string(one.message())});
+        } else {
+          return one;
+        }
+      }
+    } else {
+      ENGRAM_RETURN_IF_ERROR(s);
+    }
+    for (size_t j = 0; j < chunk.size(); ++j) {
+      if (!ok[j]) continue;
+      switch (outcomes[j]) {
+        case PatternOutcome::kAdded: ++counts.patterns_added; break;
+        case PatternOutcome::kMerged: ++counts.patterns_merged; break;
+        case PatternOutcome::kUnchanged: ++counts.patterns_unchanged; break;
+      }
+      // A later record of the same key may have merged into one added here: the last word
+      // on the key's pattern is its final state.
+      if (outcomes[j] == PatternOutcome::kMerged) {
+        merged[results[j].pattern_id] = results[j];
+      } else if (auto it = merged.find(results[j].pattern_id); it != merged.end()) {
+        it->second = results[j];
+      }
+      by_imported_id[imported_ids[j]] = {outcomes[j], results[j].pattern_id};
+    }
+  }
+
+  // Heuristics: a pattern merged here gets its heuristic derived again (as the learning
+  // pipeline does for the patterns it touches); a file heuristic whose pattern was added
+  // follows the pattern's id; one whose pattern lives here under another id is that
+  // pattern's business. Others are written when new, or newer than the stored one.
+  std::unordered_map<std::string, Heuristic> existing;
+  if (!in.heuristics.empty() || !merged.empty()) {
+    ENGRAM_ASSIGN_OR_RETURN(std::vector<Heuristic> existing_list, store.ListHeuristics(0));
+    for (Heuristic& h : existing_list) existing.emplace(h.heuristic_id, std::move(h));
+  }
+  std::map<std::string, Heuristic> to_put;
+  auto offer = [&](Heuristic h, bool newer_only) {
+    auto it = existing.find(h.heuristic_id);
+    if (it != existing.end() && (it->second == h || (newer_only && h.updated_at <= it->second.updated_at))) {
+      ++counts.heuristics_unchanged;
+      return;
+    }
+    ++(it == existing.end() ? counts.heuristics_added : counts.heuristics_updated);
+    existing[h.heuristic_id] = h;
+    to_put[h.heuristic_id] = std::move(h);
+  };
+  for (auto& [line, h] : in.heuristics) {
+    auto it = by_imported_id.find(h.source_pattern_id);
+    if (it != by_imported_id.end()) {
+      const auto& [outcome, here_id] = it->second;
+      if (outcome == PatternOutcome::kMerged) continue;  // derived below
+      if (here_id != h.source_pattern_id) {
+        if (outcome != PatternOutcome::kAdded) {
+          ++counts.heuristics_unchanged;
+          continue;
+        }
+        if (h.heuristic_id == h.source_pattern_id) h.heuristic_id = here_id;
+        h.source_pattern_id = here_id;
+      }
+      if (merged.contains(here_id)) continue;  // a later record of its key merged into it
+    }
+    offer(std::move(h), /*newer_only=*/true);
+  }
+  for (const auto& [id, p] : merged) {
+    if (std::optional<Heuristic> h = DeriveHeuristic(p, options)) offer(*std::move(h), /*newer_only=*/false);
+  }
+  std::vector<Heuristic> heuristics;
+  for (auto& [id, h] : to_put) heuristics.push_back(std::move(h));
+  if (!heuristics.empty()) ENGRAM_RETURN_IF_ERROR(store.PutHeuristics(heuristics));
+
+  // The written completed episodes are learned from when the file's patterns all came
+  // through; otherwise they stay pending and this store's pipeline learns from them (it
+  // skips an episode a pattern already lists as evidence).
+  if (in.learning_records == 0) {
+    if (!in.written_completed.empty()) counts.not_marked = "the file has no learning record";
+  } else if (in.record_errors > 0 || failed_patterns > 0) {
+    counts.not_marked = "some pattern, heuristic or learning lines were not imported";
+  } else if (in.declared_patterns != static_cast<int64_t>(in.patterns.size()) ||
+             in.declared_heuristics != static_cast<int64_t>(in.heuristics.size())) {
+    counts.not_marked = "the learning record counts " + std::to_string(in.declared_patterns) + " patterns and " +
+                        std::to_string(in.declared_heuristics) + " heuristics, the file has " +
+                        std::to_string(in.patterns.size()) + " and " + std::to_string(in.heuristics.size());
+  } else {
+    std::vector<std::string> learned;
+    for (const std::string& id : in.written_completed) {
+      if (!in.pending.contains(id)) learned.push_back(id);
+    }
+    for (size_t i = 0; i < learned.size(); i += kBatch) {
+      const size_t end = std::min(i + kBatch, learned.size());
+      ENGRAM_RETURN_IF_ERROR(store.MarkExtracted(std::span<const std::string>(learned.data() + i, end - i)));
+    }
+    counts.marked_extracted = learned.size();
+  }
+  return OkStatus();
+}
+
 // One pass over `in`. With `write` false only decodes (the --strict check). `bar` counts
 // lines out of `total_lines` (0: unknown, no bar).
-Status ImportPass(Memory& memory, std::istream& in, bool write, size_t total_lines, ProgressBar& bar,
-                  ImportCounts& counts) {
+Status ImportPass(Memory& memory, const Redactor* redactor, const LearningOptions& options, std::istream& in,
+                  bool write, size_t total_lines, ProgressBar& bar, ImportCounts& counts) {
   std::vector<Pending> batch;
   std::map<std::string, size_t> in_batch;
+  LearnedInput learned;
   auto flush = [&]() -> Status {
     in_batch.clear();
-    return WriteBatch(memory, batch, counts);
+    return WriteBatch(memory, batch, counts, learned.written_completed);
   };
   std::string line;
   size_t number = 0;
   while (std::getline(in, line)) {
     ++number;
     if (total_lines > 0 && number % kImportProgressEvery == 0) bar.Update(number, std::max(number, total_lines));
-    Result<std::optional<Episode>> decoded = DecodeLine(memory, line);
+    const bool record_line = line.find("\"record\"") != std::string::npos;
+    Result<Decoded> decoded = DecodeLine(memory, redactor, line);
     if (!decoded.ok()) {
       counts.errors.push_back({number, std::string(decoded.status().message())});
+      if (record_line) ++learned.record_errors;
       continue;
     }
-    if (!decoded->has_value()) continue;
-    Episode e = **std::move(decoded);
+    if (decoded->kind == Decoded::Kind::kBlank) continue;
+    if (decoded->kind == Decoded::Kind::kRecord) {
+      counts.learning = true;
+      if (!write) continue;
+      ExportRecord& r = decoded->record;
+      switch (r.kind) {
+        case RecordKind::kPattern: learned.patterns.emplace_back(number, std::move(r.pattern)); break;
+        case RecordKind::kHeuristic: learned.heuristics.emplace_back(number, std::move(r.heuristic)); break;
+        case RecordKind::kLearning:
+          ++learned.learning_records;
+          learned.declared_patterns += r.learning.patterns;
+          learned.declared_heuristics += r.learning.heuristics;
+          learned.pending.insert(r.learning.pending_extraction.begin(), r.learning.pending_extraction.end());
+          break;
+      }
+      continue;
+    }
+    Episode e = std::move(decoded->episode);
     if (!write) continue;
     if (auto it = in_batch.find(e.episode_id); it != in_batch.end()) {
       Pending& p = batch[it->second];
@@ -265,6 +561,12 @@ Status ImportPass(Memory& memory, std::istream& in, bool write, size_t total_lin
   }
   if (in.bad()) return UnavailableError("read failed at line " + std::to_string(number + 1));
   ENGRAM_RETURN_IF_ERROR(flush());
+  if (write) {
+    ENGRAM_RETURN_IF_ERROR(ImportLearned(memory, options, learned, counts));
+    // Errors are reported by line number, in input order (patterns fail after episodes).
+    std::stable_sort(counts.errors.begin(), counts.errors.end(),
+                     [](const LineError& x, const LineError& y) { return x.line < y.line; });
+  }
   if (total_lines > 0) bar.Update(number, std::max(number, total_lines));
   bar.Finish();
   return OkStatus();
@@ -298,7 +600,11 @@ void ReportErrors(const std::vector<LineError>& errors) {
 }
 
 Status RunImport(Session& session, const ImportArgs& a) {
+  ENGRAM_ASSIGN_OR_RETURN(const Config* config, session.config());
   ENGRAM_ASSIGN_OR_RETURN(Memory * memory, session.memory());
+  // Patterns and heuristics pass the same redactor as episodes (Memory keeps its own).
+  const std::unique_ptr<const Redactor> redactor = NewRedactor(config->redaction);
+  const LearningOptions options = server::LearningOptionsFromConfig(*config);
   std::ifstream file;
   std::istream* in = &std::cin;
   std::string spool;  // stdin copied here under --strict, which reads the input twice
@@ -337,7 +643,7 @@ Status RunImport(Session& session, const ImportArgs& a) {
   if (a.strict) {
     ENGRAM_RETURN_IF_ERROR(open());
     ProgressBar check_bar(show_bar, "lines checked");
-    ENGRAM_RETURN_IF_ERROR(ImportPass(*memory, *in, /*write=*/false, total_lines, check_bar, counts));
+    ENGRAM_RETURN_IF_ERROR(ImportPass(*memory, redactor.get(), options, *in, /*write=*/false, total_lines, check_bar, counts));
     if (!counts.errors.empty()) {
       ReportErrors(counts.errors);
       return InvalidArgumentError(std::to_string(counts.errors.size()) +
@@ -346,20 +652,40 @@ Status RunImport(Session& session, const ImportArgs& a) {
   }
   ENGRAM_RETURN_IF_ERROR(open());
   ProgressBar bar(show_bar, "lines");
-  Status s = ImportPass(*memory, *in, /*write=*/true, total_lines, bar, counts);
+  Status s = ImportPass(*memory, redactor.get(), options, *in, /*write=*/true, total_lines, bar, counts);
   bar.Finish();
   ReportErrors(counts.errors);
   if (session.json()) {
     nlohmann::json errors = nlohmann::json::array();
     for (const LineError& e : counts.errors) errors.push_back({{"line", e.line}, {"message", e.message}});
-    PrintJson({{"added", counts.added},
-               {"updated", counts.updated},
-               {"skipped", counts.skipped},
-               {"errors", counts.errors.size()},
-               {"error_lines", errors}});
+    nlohmann::json j = {{"added", counts.added},
+                        {"updated", counts.updated},
+                        {"skipped", counts.skipped},
+                        {"errors", counts.errors.size()},
+                        {"error_lines", errors},
+                        {"patterns",
+                         {{"added", counts.patterns_added},
+                          {"merged", counts.patterns_merged},
+                          {"unchanged", counts.patterns_unchanged}}},
+                        {"heuristics",
+                         {{"added", counts.heuristics_added},
+                          {"updated", counts.heuristics_updated},
+                          {"unchanged", counts.heuristics_unchanged}}},
+                        {"marked_extracted", counts.marked_extracted}};
+    if (!counts.not_marked.empty()) j["left_pending_because"] = counts.not_marked;
+    PrintJson(j);
   } else {
     std::cout << "added " << counts.added << ", updated " << counts.updated << ", skipped " << counts.skipped
               << ", errors " << counts.errors.size() << "\n";
+    if (counts.learning) {
+      std::cout << "patterns: added " << counts.patterns_added << ", merged " << counts.patterns_merged
+                << ", unchanged " << counts.patterns_unchanged << "; heuristics: added " << counts.heuristics_added
+                << ", updated " << counts.heuristics_updated << ", unchanged " << counts.heuristics_unchanged
+                << "; episodes marked as learned from: " << counts.marked_extracted << "\n";
+    }
+    if (counts.learning && !counts.not_marked.empty()) {
+      std::cout << "note: the completed episodes written stay pending extraction: " << counts.not_marked << "\n";
+    }
   }
   ENGRAM_RETURN_IF_ERROR(s);
   if (!counts.errors.empty()) {
@@ -675,14 +1001,14 @@ Status RunMigrate(Session& session) {
 
 void AddStorageCommands(CLI::App& app, Command* selected) {
   auto ex = std::make_shared<ExportArgs>();
-  auto* e = app.add_subcommand("export", "Write every episode (steps included) as JSON lines, oldest first");
+  auto* e = app.add_subcommand("export", "Write every episode (steps included), then the learned patterns and heuristics, as JSON lines");
   e->add_option("--format", ex->format, "jsonl (the only format)");
   e->add_option("--domain,-d", ex->domain, "Only this domain");
   e->add_option("--output,-o", ex->output, "File to write, or - for stdout (default)");
   e->callback([=] { *selected = [ex](Session& s) { return RunExport(s, *ex); }; });
 
   auto im = std::make_shared<ImportArgs>();
-  auto* i = app.add_subcommand("import", "Merge episodes from JSON lines (by episode id; redacted like live writes)");
+  auto* i = app.add_subcommand("import", "Merge an export: episodes by id, patterns by similarity key (redacted like live writes)");
   i->add_option("file", im->input, "A JSONL file from engram export, or - for stdin")->required();
   i->add_flag("--strict", im->strict, "Import nothing if any line is bad");
   i->callback([=] { *selected = [im](Session& s) { return RunImport(s, *im); }; });

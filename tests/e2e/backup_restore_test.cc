@@ -59,7 +59,8 @@ class BackupRestoreTest : public ::testing::Test {
   CliRun On(const std::string& db, const std::string& args) {
     return Engram("--db " + testing::ShellQuote(db) + " " + args);
   }
-  // `engram export` of the store at `db`: one line per episode, deterministic.
+  // `engram export` of the store at `db`: one line per episode, then its patterns and
+  // heuristics and a last learning record (docs/export-format.md), deterministic.
   std::string Export(const std::string& db) {
     CliRun r = On(db, "export");
     EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -149,7 +150,7 @@ TEST_F(BackupRestoreTest, RestoreReproducesTheStoreExactly) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("30 episodes (30 completed)"));
   const std::string expected = Export(a);
-  EXPECT_EQ(std::count(expected.begin(), expected.end(), '\n'), 30);
+  EXPECT_EQ(std::count(expected.begin(), expected.end(), '\n'), 30 + 1);  // + the learning record
   EXPECT_EQ(Export(c), expected);
   EXPECT_EQ(IntegrityCheck(c), "ok");
 }

@@ -350,6 +350,56 @@ class LmdbCacheImpl final : public LmdbCache {
     return episode;
   }
 
+  // Hits come from the cache; the misses are read from the base in ONE GetEpisodes (one
+  // round trip on a remote store, not one per miss) and refilled in one write transaction.
+  // Each refill is guarded as in GetEpisode: by the generation and markers its own lookup
+  // read before the base read.
+  Result<std::vector<Episode>> GetEpisodes(std::span<const std::string> episode_ids) override {
+    std::vector<std::string_view> ids;  // in request order, each once
+    std::unordered_set<std::string_view> seen;
+    for (const std::string& id : episode_ids) {
+      if (seen.insert(id).second) ids.push_back(id);
+    }
+    std::vector<std::optional<Episode>> found(ids.size());
+    std::vector<Lookup> lookups(ids.size());
+    std::vector<std::string> missing;
+    std::vector<size_t> missing_at;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (Cacheable(ids[i])) {
+        lookups[i] = Find(ids[i]);
+        if (lookups[i].hit.has_value()) {
+          hits_.fetch_add(1, std::memory_order_relaxed);
+          if (NowMs() - lookups[i].last_used_ms >= kTouchGranularityMs) Touch(ids[i]);
+          found[i] = std::move(lookups[i].hit);
+          continue;
+        }
+        misses_.fetch_add(1, std::memory_order_relaxed);
+      }
+      missing.emplace_back(ids[i]);
+      missing_at.push_back(i);
+    }
+    if (!missing.empty()) {
+      ENGRAM_ASSIGN_OR_RETURN(std::vector<Episode> read, base_->GetEpisodes(missing));
+      std::unordered_map<std::string_view, Episode*> by_id;
+      for (Episode& e : read) by_id.emplace(e.episode_id, &e);
+      std::vector<FillItem> fills;
+      for (size_t k = 0; k < missing.size(); ++k) {
+        auto it = by_id.find(missing[k]);
+        if (it == by_id.end()) continue;  // no such episode
+        const size_t i = missing_at[k];
+        if (lookups[i].fillable) fills.push_back({ids[i], it->second, lookups[i].generation});
+        found[i] = *it->second;
+      }
+      FillAll(fills);
+    }
+    std::vector<Episode> out;
+    out.reserve(ids.size());
+    for (std::optional<Episode>& e : found) {
+      if (e.has_value()) out.push_back(*std::move(e));
+    }
+    return out;
+  }
+
   Result<std::unique_ptr<EpisodeStream>> ListEpisodes(const EpisodeFilter& filter) override {
     return base_->ListEpisodes(filter);
   }
@@ -598,32 +648,53 @@ class LmdbCacheImpl final : public LmdbCache {
     return out;
   }
 
+  // A copy to store after a miss: `generation` is what the miss's lookup read before the
+  // base read.
+  struct FillItem {
+    std::string_view id;
+    const Episode* episode;
+    uint64_t generation;
+  };
+
   void Fill(std::string_view id, const Episode& episode, uint64_t generation) {
+    FillAll(std::vector<FillItem>{{id, &episode, generation}});
+  }
+
+  // Stores the copies of `items` in one write transaction; each is skipped when a write
+  // overlapped its base read (the generation moved since its lookup, or a live marker).
+  void FillAll(const std::vector<FillItem>& items) {
+    if (items.empty()) return;
     const int64_t now = NowMs();
-    const std::string value = EncodeCachedEpisode(episode, now);
-    if (value.size() > max_bytes_ / 2) return;  // would push out too much else
+    std::vector<std::string> values;
+    values.reserve(items.size());
+    for (const FillItem& item : items) {
+      values.push_back(EncodeCachedEpisode(*item.episode, now));
+      if (values.back().size() > max_bytes_ / 2) values.back().clear();  // would push out too much else
+    }
     Touches touches = TakeTouches(/*force=*/true);
-    bool filled = false, skipped = false;
-    uint64_t evicted = 0;
+    uint64_t filled = 0, skipped = 0, evicted = 0;
     Status s = env_->Write([&](MDB_txn* txn) -> int {
-      filled = skipped = false;
-      evicted = 0;
+      filled = skipped = evicted = 0;
       WriteOps ops(*env_, txn);
       int rc = ops.Load();
       if (rc != 0) return rc;
-      bool live = false;
-      if (ops.generation == generation) rc = ops.LiveMarker(id, &live);
-      if (rc != 0) return rc;
-      if (ops.generation != generation || live) {
-        skipped = true;  // a write overlapped the base read: its value may be older
-        if (touches.empty()) return kRollback;
-        return ApplyTouches(ops, touches);
+      for (size_t i = 0; i < items.size() && rc == 0; ++i) {
+        if (values[i].empty()) continue;
+        bool live = false;
+        if (ops.generation == items[i].generation) rc = ops.LiveMarker(items[i].id, &live);
+        if (rc != 0) break;
+        if (ops.generation != items[i].generation || live) {
+          ++skipped;  // a write overlapped the base read: its value may be older
+          continue;
+        }
+        rc = ops.PutEntry(items[i].id, values[i], static_cast<uint64_t>(now));
+        if (rc == 0) ++filled;
       }
-      rc = ops.PutEntry(id, value, static_cast<uint64_t>(now));
-      if (rc == 0) rc = ApplyTouches(ops, touches);
-      if (rc == 0) rc = ops.Evict(max_entries_.load(std::memory_order_relaxed), max_bytes_, &evicted);
-      if (rc == 0) rc = ops.Store();
-      filled = rc == 0;
+      if (rc != 0) return rc;
+      if (filled == 0 && touches.empty()) return kRollback;
+      rc = ApplyTouches(ops, touches);
+      if (rc == 0 && filled > 0) rc = ops.Evict(max_entries_.load(std::memory_order_relaxed), max_bytes_, &evicted);
+      if (rc == 0 && filled > 0) rc = ops.Store();
       return rc;
     });
     if (!s.ok()) {
@@ -631,8 +702,8 @@ class LmdbCacheImpl final : public LmdbCache {
       if (s.code() == StatusCode::kResourceExhausted) Clear().IgnoreError();  // start over rather than stay full
       return;
     }
-    if (filled) fills_.fetch_add(1, std::memory_order_relaxed);
-    if (skipped) fills_skipped_.fetch_add(1, std::memory_order_relaxed);
+    fills_.fetch_add(filled, std::memory_order_relaxed);
+    fills_skipped_.fetch_add(skipped, std::memory_order_relaxed);
     evictions_.fetch_add(evicted, std::memory_order_relaxed);
   }
 

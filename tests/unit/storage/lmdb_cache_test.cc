@@ -55,10 +55,19 @@ class HookedBackend final : public StorageBackend {
     return s;
   }
   Result<Episode> GetEpisode(std::string_view id) override {
+    ++get_calls;
     Result<Episode> e = base_->GetEpisode(id);
     if (after_get) std::exchange(after_get, nullptr)();
     return e;
   }
+  Result<std::vector<Episode>> GetEpisodes(std::span<const std::string> ids) override {
+    get_many_ids.emplace_back(ids.begin(), ids.end());
+    Result<std::vector<Episode>> e = base_->GetEpisodes(ids);
+    if (after_get) std::exchange(after_get, nullptr)();
+    return e;
+  }
+  int get_calls = 0;                                 // GetEpisode calls
+  std::vector<std::vector<std::string>> get_many_ids;  // the ids of each GetEpisodes call
   Result<std::unique_ptr<EpisodeStream>> ListEpisodes(const EpisodeFilter& f) override {
     return base_->ListEpisodes(f);
   }
@@ -472,6 +481,78 @@ TEST_F(LmdbCacheTest, RefillRacingAWriteIsDiscarded) {
   EXPECT_EQ(reader->GetEpisode(e.episode_id)->steps.size(), 2u);  // never the old copy again
   EXPECT_EQ(reader->GetEpisode(e.episode_id)->steps.size(), 2u);
   EXPECT_EQ(Metrics(*reader).hits, 1u);
+}
+
+// GetEpisodes answers hits from the cache and reads every miss from the base in one call
+// (one round trip on a remote store), in the order asked, each id once, unknown ids left out.
+TEST_F(LmdbCacheTest, GetEpisodesReadsTheMissesFromTheBaseInOneCall) {
+  auto hooked = std::make_unique<HookedBackend>(OpenSqlite(DbPath()));
+  HookedBackend* hooks = hooked.get();
+  auto store = OpenCached(std::move(hooked), Options());
+  ASSERT_NE(store, nullptr);
+  std::vector<Episode> e;
+  for (int i = 0; i < 5; ++i) {
+    e.push_back(MakeEpisode(clock_, 1 + i % 2));
+    ASSERT_TRUE(store->CreateEpisode(e.back()).ok());
+  }
+  ASSERT_TRUE(AsLmdbCache(*store)->Clear().ok());
+  const uint64_t fills_before = Metrics(*store).fills;  // the creates wrote through
+  ASSERT_EQ(*store->GetEpisode(e[0].episode_id), e[0]);  // miss, refilled
+  ASSERT_EQ(hooks->get_calls, 1);
+  const std::string unknown = NewUuidV7(clock_);
+  std::vector<std::string> ids = {e[3].episode_id, e[0].episode_id, e[1].episode_id, unknown,
+                                  e[1].episode_id, e[2].episode_id, e[4].episode_id};
+  Result<std::vector<Episode>> got = store->GetEpisodes(ids);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(*got, (std::vector<Episode>{e[3], e[0], e[1], e[2], e[4]}));
+  EXPECT_EQ(hooks->get_calls, 1);  // no per-episode reads
+  ASSERT_EQ(hooks->get_many_ids.size(), 1u);
+  EXPECT_EQ(hooks->get_many_ids[0],
+            (std::vector<std::string>{e[3].episode_id, e[1].episode_id, unknown, e[2].episode_id, e[4].episode_id}));
+  LmdbCacheMetrics m = Metrics(*store);
+  EXPECT_EQ(m.hits, 1u);
+  EXPECT_EQ(m.misses, 1u + 5u);
+  EXPECT_EQ(m.fills - fills_before, 1u + 4u);
+
+  // Now every one is a hit: the base is not asked at all.
+  got = store->GetEpisodes(ids);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->size(), 5u);
+  EXPECT_EQ(hooks->get_many_ids.size(), 2u);  // only the unknown id
+  EXPECT_EQ(hooks->get_many_ids[1], std::vector<std::string>{unknown});
+  EXPECT_EQ(Metrics(*store).hits, 1u + 5u);
+  EXPECT_EQ(hooks->get_calls, 1);
+}
+
+// A write landing during the batched base read: the episode it changed is not refilled
+// with the copy read before it (the others are), and the next read sees the write.
+TEST_F(LmdbCacheTest, BatchedRefillRacingAWriteIsDiscarded) {
+  auto hooked = std::make_unique<HookedBackend>(OpenSqlite(DbPath()));
+  HookedBackend* hooks = hooked.get();
+  auto reader = OpenCached(std::move(hooked), Options());
+  auto writer = OpenCached();
+  ASSERT_NE(reader, nullptr);
+  ASSERT_NE(writer, nullptr);
+  Episode a = MakeEpisode(clock_, 1);
+  Episode b = MakeEpisode(clock_, 1);
+  ASSERT_TRUE(writer->CreateEpisode(a).ok());
+  ASSERT_TRUE(writer->CreateEpisode(b).ok());
+  ASSERT_TRUE(AsLmdbCache(*reader)->Clear().ok());
+
+  hooks->after_get = [&] { ASSERT_TRUE(writer->AppendStep(a.episode_id, MakeStep(0)).ok()); };
+  std::vector<std::string> ids = {a.episode_id, b.episode_id};
+  Result<std::vector<Episode>> got = reader->GetEpisodes(ids);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ((*got)[0].steps.size(), 1u);  // read before the write: fine
+  // The generation moved during the read, so neither copy can be proven current.
+  EXPECT_EQ(Metrics(*reader).fills_skipped, 2u);
+  got = reader->GetEpisodes(ids);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ((*got)[0].steps.size(), 2u);  // never the old copy again
+  EXPECT_EQ((*got)[1], b);
+  got = reader->GetEpisodes(ids);
+  EXPECT_EQ((*got)[0].steps.size(), 2u);
+  EXPECT_EQ(Metrics(*reader).hits, 2u);  // the third read: both from the cache
 }
 
 TEST_F(LmdbCacheTest, InvalidateDropsCopiesOfWritesMadeElsewhere) {
