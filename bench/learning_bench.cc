@@ -1,8 +1,8 @@
 // The learning pipeline's speed (issue: learning pipeline), on a real SQLite file in a temp
 // dir holding 10,000 patterns made by the real extractors from synthetic episodes:
 //   BM_ExtractThroughput   the PatternProcessor started on a store with 2,000 completed,
-//                          not yet extracted 10-step episodes: episodes/s until idle.
-//                          Arg = worker threads.
+//                          not yet extracted 10-step episodes: episodes/s until idle,
+//                          and CPU ms per episode. Arg = worker threads.
 //   BM_CompleteEpisode     Memory::CompleteEpisode of a 10-step episode (durable, fsync),
 //                          p50/p95, with Arg 0 = no pipeline, 1 = pipeline idle (running, no
 //                          backlog), 2 = pipeline busy (a backlog of 3,000 episodes being
@@ -10,10 +10,16 @@
 //   BM_RecommendPatterns   RecommendPatterns (no episode id) at 10,000 patterns: p50/p95.
 //                          Arg 0 = reading the store each call (the CLI), 1 = through a
 //                          PatternCatalog (the server); list_all = ListPatterns alone.
+//   BM_ListPatterns        StorageBackend::ListPatterns at 10,000 patterns: p50/p95, Arg =
+//                          the filter (0 none, 1 type, 2 domain, 3 limit 20, 4 min rate).
+//   BM_ListPatternsPg      the same on PostgreSQL, in a schema of its own, when
+//                          ENGRAM_TEST_PG names a server (skipped otherwise).
 //
 //   build/bench/learning_bench --benchmark_counters_tabular=true
 //
 // Latencies are wall-clock, so every benchmark uses real time.
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -29,9 +35,11 @@
 #include "core/event_bus.h"
 #include "engram/clock.h"
 #include "engram/memory.h"
+#include "engram/postgres_backend.h"
 #include "engram/sqlite_backend.h"
 #include "engram/storage.h"
 #include "learning/learning.h"
+#include "testing/postgres.h"
 #include "testing/temp_dir.h"
 
 namespace engram {
@@ -51,6 +59,14 @@ double Percentile(std::vector<double>& samples, double p) {
   std::sort(samples.begin(), samples.end());
   size_t rank = static_cast<size_t>(p * static_cast<double>(samples.size()) + 0.999999);
   return samples[std::clamp<size_t>(rank, 1, samples.size()) - 1];
+}
+
+// User + system CPU time of this process, all threads.
+double ProcessCpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
 }
 
 void Die(const char* what, const Status& s) {
@@ -156,6 +172,7 @@ void BM_ExtractThroughput(benchmark::State& state) {
   const size_t workers = static_cast<size_t>(state.range(0));
   double episodes = 0;
   double seconds = 0;
+  double cpu_seconds = 0;
   for (auto _ : state) {
     state.PauseTiming();
     testing::TempDir dir;
@@ -167,10 +184,12 @@ void BM_ExtractThroughput(benchmark::State& state) {
     PatternProcessor processor(*store, SystemClock(), nullptr, options);
     if (Status s = RegisterBuiltinExtractors(processor.extractors()); !s.ok()) Die("register", s);
     state.ResumeTiming();
+    const double cpu_before = ProcessCpuSeconds();
     const auto start = SteadyClock::now();
     if (Status s = processor.Start(); !s.ok()) Die("start", s);
     processor.WaitIdle();
     const auto elapsed = SteadyClock::now() - start;
+    cpu_seconds += ProcessCpuSeconds() - cpu_before;
     state.PauseTiming();
     ProcessorStats stats = processor.Stats();
     if (stats.extracted != kThroughputEpisodes) {
@@ -183,6 +202,8 @@ void BM_ExtractThroughput(benchmark::State& state) {
     state.ResumeTiming();
   }
   state.counters["episodes_per_s"] = episodes / std::max(seconds, 1e-9);
+  // CPU time (all threads) per extracted episode: what other load on the machine does not skew.
+  state.counters["cpu_ms_per_episode"] = 1000 * cpu_seconds / std::max(episodes, 1.0);
   state.counters["stored_patterns"] = static_cast<double>(kStoredPatterns);
 }
 BENCHMARK(BM_ExtractThroughput)->Arg(1)->Arg(2)->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
@@ -276,6 +297,59 @@ void BM_RecommendPatterns(benchmark::State& state) {
   state.counters["mean_returned"] = static_cast<double>(returned) / static_cast<double>(std::max<size_t>(1, latencies.size()));
 }
 BENCHMARK(BM_RecommendPatterns)->Arg(0)->Arg(1)->UseRealTime()->Unit(benchmark::kMicrosecond)->MinTime(2.0);
+
+// StorageBackend::ListPatterns at 10,000 patterns (what the CLI, the catalog's reloads,
+// the processor's key index and decay read): p50/p95 of one call. Arg 0 = every pattern,
+// 1 = one type, 2 = one domain, 3 = the first 20 (a LIMIT), 4 = success rate >= 0.99.
+void ListPatternsCase(benchmark::State& state, StorageBackend* store) {
+  const int mode = static_cast<int>(state.range(0));
+  PatternFilter filter;
+  if (mode == 1) filter.type = PatternType::kDecisionPoint;
+  if (mode == 2) filter.domain = "web-api";
+  if (mode == 3) filter.limit = 20;
+  if (mode == 4) filter.min_success_rate = 0.99;
+  std::vector<double> latencies;
+  size_t returned = 0;
+  for (auto _ : state) {
+    const auto start = SteadyClock::now();
+    auto patterns = store->ListPatterns(filter);
+    latencies.push_back(Micros(SteadyClock::now() - start));
+    if (!patterns.ok()) Die("list", patterns.status());
+    returned = patterns->size();
+  }
+  state.counters["returned"] = static_cast<double>(returned);
+  state.counters["p50_us"] = Percentile(latencies, 0.50);
+  state.counters["p95_us"] = Percentile(latencies, 0.95);
+}
+
+void BM_ListPatterns(benchmark::State& state) {
+  testing::TempDir dir;
+  auto store = OpenOrDie(dir.File("memory.db"));
+  SeedPatterns(*store, SystemClock());
+  ListPatternsCase(state, store.get());
+}
+BENCHMARK(BM_ListPatterns)->DenseRange(0, 4)->UseRealTime()->Unit(benchmark::kMicrosecond)->MinTime(1.0);
+
+void BM_ListPatternsPg(benchmark::State& state) {
+  if (testing::TestPgConninfo().empty()) {
+    state.SkipWithError("ENGRAM_TEST_PG is unset");
+    return;
+  }
+  // One seeded schema serves every Arg.
+  static std::unique_ptr<StorageBackend> store = [] {
+    Result<std::string> conninfo = testing::TestPgSchema("learning_bench_list_patterns");
+    if (!conninfo.ok()) Die("pg schema", conninfo.status());
+    PostgresOptions options;
+    options.conninfo = *conninfo;
+    auto opened = OpenPostgresBackend(options);
+    if (!opened.ok()) Die("open pg", opened.status());
+    if (Status s = (*opened)->ResetLearning(); !s.ok()) Die("reset", s);
+    SeedPatterns(**opened, SystemClock());
+    return *std::move(opened);
+  }();
+  ListPatternsCase(state, store.get());
+}
+BENCHMARK(BM_ListPatternsPg)->DenseRange(0, 4)->UseRealTime()->Unit(benchmark::kMicrosecond)->MinTime(1.0);
 
 }  // namespace
 }  // namespace engram

@@ -42,14 +42,61 @@ std::string NormaliseScopePart(std::string_view part) {
   return out.empty() ? "-" : out;
 }
 
-std::vector<std::string> ActionWords(std::string_view action) {
-  std::vector<std::string> words;
-  ForEachSearchToken(action, [&](const std::string& w) {
-    if (words.size() >= kMaxActionKeyWords) return;
-    if (std::any_of(w.begin(), w.end(), [](char c) { return c >= '0' && c <= '9'; })) return;
-    words.push_back(w);
+std::vector<SearchWord> SearchWordsOf(std::string_view text) {
+  std::vector<SearchWord> out;
+  std::string word;
+  // Words are cut as ForEachSearchToken cuts them; each whole word then goes through it
+  // alone, so the stop words and the stemming stay those of model/search_text.
+  auto flush = [&] {
+    if (word.empty()) return;
+    ForEachSearchToken(word, [&](const std::string& key) { out.push_back({word, key}); });
+    word.clear();
+  };
+  for (char ch : text) {
+    auto c = static_cast<unsigned char>(ch);
+    if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c >= 0x80) {
+      word.push_back(ch);
+    } else if (c >= 'A' && c <= 'Z') {
+      word.push_back(static_cast<char>(c - 'A' + 'a'));
+    } else {
+      flush();
+    }
+  }
+  flush();
+  return out;
+}
+
+std::string SearchKeyOf(const std::string& word) {
+  std::string key = word;
+  bool found = false;
+  ForEachSearchToken(word, [&](const std::string& k) {
+    if (found) return;
+    key = k;
+    found = true;
   });
+  return key;
+}
+
+std::vector<SearchWord> ActionWords(std::string_view action) {
+  std::vector<SearchWord> words;
+  for (SearchWord& w : SearchWordsOf(action)) {
+    if (words.size() >= kMaxActionKeyWords) break;
+    if (std::any_of(w.key.begin(), w.key.end(), [](char c) { return c >= '0' && c <= '9'; })) continue;
+    words.push_back(std::move(w));
+  }
   return words;
+}
+
+std::vector<std::string> Keys(const std::vector<SearchWord>& words) {
+  std::vector<std::string> out;
+  for (const SearchWord& w : words) out.push_back(w.key);
+  return out;
+}
+
+std::vector<std::string> Displays(const std::vector<SearchWord>& words) {
+  std::vector<std::string> out;
+  for (const SearchWord& w : words) out.push_back(w.display);
+  return out;
 }
 
 std::string Join(const std::vector<std::string>& words, std::string_view sep) {
@@ -81,7 +128,7 @@ using namespace learning_internal;
 // A run of consecutive steps with the same (normalised) tool.
 struct ToolRun {
   std::string tool;
-  std::string action;  // action words of the run's first step
+  std::string action;  // action words of the run's first step, as written
   size_t first = 0;    // index of its first step
 };
 
@@ -90,7 +137,7 @@ std::vector<ToolRun> CollapseRuns(const std::vector<Step>& steps) {
   for (size_t i = 0; i < steps.size(); ++i) {
     std::string tool = NormaliseTool(steps[i].tool);
     if (!runs.empty() && runs.back().tool == tool) continue;
-    runs.push_back({std::move(tool), Join(ActionWords(steps[i].action), " "), i});
+    runs.push_back({std::move(tool), Join(Displays(ActionWords(steps[i].action)), " "), i});
   }
   return runs;
 }
@@ -118,9 +165,12 @@ PatternObservation Base(const Episode& episode, PatternType type, std::string sc
   o.context = episode.context;
   o.task_type = episode.task_type;
   o.episode_id = episode.episode_id;
-  ForEachSearchToken(episode.task_description, [&](const std::string& w) {
-    if (std::find(o.task_words.begin(), o.task_words.end(), w) == o.task_words.end()) o.task_words.push_back(w);
-  });
+  std::vector<std::string> task_keys;
+  for (SearchWord& w : SearchWordsOf(episode.task_description)) {
+    if (std::find(task_keys.begin(), task_keys.end(), w.key) != task_keys.end()) continue;
+    task_keys.push_back(std::move(w.key));
+    o.task_words.push_back(std::move(w.display));
+  }
   o.success = EpisodeSucceeded(episode);
   return o;
 }
@@ -207,22 +257,22 @@ class DecisionPointExtractor final : public PatternExtractor {
       const Step& check = steps[i];
       const Step& next = steps[i + 1];
       std::string check_tool = NormaliseTool(check.tool);
-      std::vector<std::string> check_words = ActionWords(check.action);
+      const std::vector<SearchWord> check_words = ActionWords(check.action);
       std::string action_tool = NormaliseTool(next.tool);
-      std::vector<std::string> action_words = ActionWords(next.action);
+      const std::vector<SearchWord> action_words = ActionWords(next.action);
       const bool check_passed = check.Succeeded();
       std::vector<std::string> signature{check_tool};
-      signature.insert(signature.end(), check_words.begin(), check_words.end());
+      for (const SearchWord& w : check_words) signature.push_back(w.key);
       signature.push_back(check_passed ? "passes" : "fails");
       signature.push_back("->");
       signature.push_back(action_tool);
-      signature.insert(signature.end(), action_words.begin(), action_words.end());
+      for (const SearchWord& w : action_words) signature.push_back(w.key);
 
       PatternObservation o =
           Base(episode, PatternType::kDecisionPoint, NormaliseScopePart(episode.context.domain), signature);
       o.success = o.success && next.Succeeded();
-      std::string check_action = Join(check_words, " ");
-      std::string action = Join(action_words, " ");
+      std::string check_action = Join(Displays(check_words), " ");
+      std::string action = Join(Displays(action_words), " ");
       o.description = "When " + ToolAction(check_tool, check_action) + (check_passed ? " passes" : " fails") +
                       ", then " + ToolAction(action_tool, action);
       o.body_json = nlohmann::json{{"check",
@@ -278,32 +328,35 @@ class ErrorRecoveryExtractor final : public PatternExtractor {
           message = failed.result->output->substr(0, kIndexedOutputBytes);
         }
       }
-      std::vector<std::string> error_words;
-      ForEachSearchToken(message, [&](const std::string& w) {
-        if (error_words.size() >= kMaxErrorSignatureWords) return;
-        if (std::any_of(w.begin(), w.end(), [](char c) { return c >= '0' && c <= '9'; })) return;
-        error_words.push_back(w);
-      });
-      if (error_words.empty()) error_words.push_back(std::string(StepOutcomeName(failed)));
+      std::vector<SearchWord> error_words;
+      for (SearchWord& w : SearchWordsOf(message)) {
+        if (error_words.size() >= kMaxErrorSignatureWords) break;
+        if (std::any_of(w.key.begin(), w.key.end(), [](char c) { return c >= '0' && c <= '9'; })) continue;
+        error_words.push_back(std::move(w));
+      }
+      if (error_words.empty()) {
+        std::string outcome(StepOutcomeName(failed));
+        error_words.push_back({outcome, outcome});
+      }
 
       size_t end = std::min(r.recovered_by_index + 1, r.failed_index + 1 + kMaxRecoverySteps);
       std::vector<std::string> recovery_tools;
       nlohmann::json recovery = nlohmann::json::array();
       for (size_t i = r.failed_index + 1; i < end; ++i) {
         std::string tool = NormaliseTool(steps[i].tool);
-        std::string action = Join(ActionWords(steps[i].action), " ");
+        std::string action = Join(Displays(ActionWords(steps[i].action)), " ");
         recovery.push_back({{"tool", tool}, {"action", action}});
         recovery_tools.push_back(std::move(tool));
       }
       std::vector<std::string> signature{error_tool};
-      signature.insert(signature.end(), error_words.begin(), error_words.end());
+      for (const SearchWord& w : error_words) signature.push_back(w.key);
       signature.push_back("->");
       signature.insert(signature.end(), recovery_tools.begin(), recovery_tools.end());
 
       PatternObservation o =
           Base(episode, PatternType::kErrorRecovery, NormaliseScopePart(episode.context.domain), signature);
-      std::string error = Join(error_words, " ");
-      std::string error_action = Join(ActionWords(failed.action), " ");
+      std::string error = Join(Displays(error_words), " ");
+      std::string error_action = Join(Displays(ActionWords(failed.action)), " ");
       o.description = "When " + ToolAction(error_tool, error_action) + " fails (" + error + "), recover with " +
                       Join(recovery_tools, " → ");
       o.body_json = nlohmann::json{{"error_tool", error_tool},

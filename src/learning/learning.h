@@ -13,9 +13,11 @@
 // ---- Extraction ----------------------------------------------------------------------
 // Each extractor turns one completed episode into PatternObservations. "Succeeded" below
 // means the episode's outcome is success (partial_success and failure count as failures).
-// Tools are lower-cased and trimmed, spaces become '_'. Action words are SearchTokens
+// Tools are lower-cased and trimmed, spaces become '_'. Action words are the search words
 // (model/search_text.h) of the action with words holding a digit dropped, first
-// kMaxActionKeyWords kept. Consecutive steps with the same tool collapse into one.
+// kMaxActionKeyWords kept: similarity keys hold their SearchTokens ("raised" → "rais"), so
+// wordings of one action merge; descriptions and bodies show them lower-cased as written
+// ("raised"). Consecutive steps with the same tool collapse into one.
 //
 //   tool_sequence    the episode's tools in step order (collapsed), when 2..8 long; longer
 //                    runs keep their first kMaxToolSequenceLength. Success = episode
@@ -51,9 +53,10 @@
 // context_pattern every feature), lower-cased. Every stored body also has "summary" (the
 // type-specific line), "task_types" (how many merged observations came from each task type;
 // AnalyzePatterns filters on it) and "task_words" (the kMaxTaskWords most frequent search
-// words of the merged episodes' task descriptions, with counts). The description is the
-// summary plus those words ("Tool sequence: bash → edit_file → bash (tasks: fix failing
-// test)"), so a similar task description matches the pattern.
+// words of the merged episodes' task descriptions, as written, counted by SearchToken so
+// "tests" and "test" are one word, with counts). The description is the summary plus
+// those words ("Tool sequence: bash → edit_file → bash (tasks: fix failing tests)"), so a
+// similar task description matches the pattern (its SearchTokens are the same).
 //
 // ---- Merging (MergeObservations) -----------------------------------------------------
 // Observations of one episode are grouped by key (an episode counts once per pattern).
@@ -66,10 +69,13 @@
 // Merging into a pattern: occurrences += 1, successes += success, success_rate =
 // successes / occurrences, avg_latency_ms is the running mean over observations that had
 // latencies, the episode id is appended to evidence (the newest max_evidence kept),
-// decay_weight returns to 1, updated_at = now. An observation whose episode is already in
-// the pattern's evidence is skipped, so extracting an episode twice (crash between merge
-// and MarkExtracted, two processes sweeping) never double counts (evidence keeps the newest
-// max_evidence ids, so this holds for any episode among a pattern's newest 100).
+// decay_weight returns to 1, updated_at = now; an observation with the pattern's own key
+// replaces the body's type-specific fields and the summary (the newest wording is shown).
+// A task word stored as a bare SearchToken takes the first written form that differs.
+// An observation whose episode is already in the pattern's evidence is skipped, so
+// extracting an episode twice (crash between merge and MarkExtracted, two processes
+// sweeping) never double counts (evidence keeps the newest max_evidence ids, so this holds
+// for any episode among a pattern's newest 100).
 // A new pattern is created only by an observation that meets its type's threshold
 // (success rate ≥ min_success_rate, error_recovery ≥ min_error_recovery_success_rate; a
 // single observation has rate 1 or 0), so failed episodes alone store nothing. Later
@@ -241,7 +247,8 @@ struct PatternObservation {
   TaskContext context;                 // the episode's context
   TaskType task_type = TaskType::kOther;
   std::string episode_id;
-  std::vector<std::string> task_words;  // SearchTokens of the task description, deduplicated
+  // The task description's search words as written (lower-cased), one per SearchToken.
+  std::vector<std::string> task_words;
   bool success = false;
   std::optional<double> latency_ms;    // mean latency of the steps it covers
 };

@@ -63,7 +63,17 @@ int64_t CountOf(const nlohmann::json& counts, const std::string& key) {
   return it != counts.end() && it->is_number_integer() ? it->get<int64_t>() : 0;
 }
 
-void MergeInto(Pattern& p, const PatternObservation& o, const LearningOptions& options, Timestamp now) {
+// Merges `o` into `p`, whose body is `body` (parsed once per merge and written back by
+// FinishMerge, so a pattern that takes many observations of a batch is parsed and
+// serialised once).
+void MergeInto(Pattern& p, nlohmann::json& body, const PatternObservation& o, const LearningOptions& options,
+               Timestamp now, std::unordered_map<std::string, std::string>& key_of) {
+  // SearchKeyOf, remembered for the batch (task words repeat from episode to episode).
+  auto key = [&](const std::string& word) -> const std::string& {
+    auto [it, fresh] = key_of.try_emplace(word);
+    if (fresh) it->second = SearchKeyOf(word);
+    return it->second;
+  };
   // The running mean covers only observations that had a latency; occurrences that had
   // none are not known, so the mean is weighted by the count before this one.
   if (o.latency_ms.has_value()) {
@@ -81,32 +91,68 @@ void MergeInto(Pattern& p, const PatternObservation& o, const LearningOptions& o
     p.evidence.erase(p.evidence.begin(),
                      p.evidence.begin() + static_cast<std::ptrdiff_t>(p.evidence.size() - options.max_evidence));
   }
-  nlohmann::json body = ParseBody(p.body_json);
-  if (!body.contains("summary") || !body["summary"].is_string()) body["summary"] = o.description;
+  if (o.similarity_key == p.similarity_key) {
+    // The same key: the observation says what the pattern says, in the words of its episode.
+    // Its body's fields and summary replace the stored ones, so the wording shown is the
+    // newest (and a pattern stored with search tokens for words shows words again).
+    nlohmann::json fresh = ParseBody(o.body_json);
+    for (auto it = fresh.begin(); it != fresh.end(); ++it) body[it.key()] = it.value();
+    body["summary"] = o.description;
+  } else if (!body.contains("summary") || !body["summary"].is_string()) {
+    body["summary"] = o.description;  // a near-duplicate keeps the pattern's own wording
+  }
   nlohmann::json& task_types = body["task_types"];
   if (!task_types.is_object()) task_types = nlohmann::json::object();
   std::string tt(TaskTypeName(o.task_type));
   task_types[tt] = CountOf(task_types, tt) + 1;
 
-  // Task words: add this episode's, keep the kMaxTaskWords most frequent (ties: alphabetical).
+  // Task words, counted by search key ("tests" and "test" are one word) and shown as
+  // written: add this episode's, keep the kMaxTaskWords most frequent (ties: alphabetical).
   nlohmann::json& task_words = body["task_words"];
   if (!task_words.is_object()) task_words = nlohmann::json::object();
-  for (const std::string& w : o.task_words) task_words[w] = CountOf(task_words, w) + 1;
+  std::unordered_map<std::string, std::string> stored_by_key;
+  for (const auto& [w, n] : task_words.items()) stored_by_key.emplace(key(w), w);
+  for (const std::string& w : o.task_words) {
+    const std::string& k = key(w);
+    auto it = stored_by_key.find(k);
+    if (it == stored_by_key.end()) {
+      task_words[w] = 1;
+      stored_by_key.emplace(k, w);
+    } else if (it->second == k && w != k) {
+      // Stored as a bare search token (patterns learned before words were kept as
+      // written): show the word as written from now on.
+      const int64_t n = CountOf(task_words, it->second) + 1;
+      task_words.erase(it->second);
+      task_words[w] = n;
+      it->second = w;
+    } else {
+      task_words[it->second] = CountOf(task_words, it->second) + 1;
+    }
+  }
   std::vector<std::pair<std::string, int64_t>> ranked;
   for (const auto& [w, n] : task_words.items()) ranked.emplace_back(w, n.is_number_integer() ? n.get<int64_t>() : 0);
   std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
   if (ranked.size() > kMaxTaskWords) ranked.resize(kMaxTaskWords);
   task_words = nlohmann::json::object();
-  std::vector<std::string> words;
-  for (const auto& [w, n] : ranked) {
-    task_words[w] = n;
-    words.push_back(w);
-  }
-  p.description = body["summary"].get<std::string>();
-  if (!words.empty()) p.description += " (tasks: " + Join(words, " ") + ")";
-  p.body_json = body.dump();
+  for (const auto& [w, n] : ranked) task_words[w] = n;
   p.decay_weight = 1.0;  // fresh evidence: the pattern is in use again
   p.updated_at = now;
+}
+
+// Writes `body` back into `p` with the description it gives: the summary plus the task
+// words, most frequent first (ties: alphabetical).
+void FinishMerge(Pattern& p, const nlohmann::json& body) {
+  std::vector<std::pair<std::string, int64_t>> ranked;
+  if (auto tw = body.find("task_words"); tw != body.end() && tw->is_object()) {
+    for (const auto& [w, n] : tw->items()) ranked.emplace_back(w, n.is_number_integer() ? n.get<int64_t>() : 0);
+  }
+  std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  std::vector<std::string> words;
+  for (const auto& [w, n] : ranked) words.push_back(w);
+  auto summary = body.find("summary");
+  p.description = summary != body.end() && summary->is_string() ? summary->get<std::string>() : p.description;
+  if (!words.empty()) p.description += " (tasks: " + Join(words, " ") + ")";
+  p.body_json = body.dump();
 }
 
 }  // namespace
@@ -122,6 +168,14 @@ MergeStats MergeObservations(std::vector<Pattern>& patterns, const std::vector<P
       stats.touched_ids.push_back(id);
     }
   };
+  // The parsed bodies of the patterns merged into, by index in `patterns`.
+  std::unordered_map<size_t, nlohmann::json> bodies;
+  std::unordered_map<std::string, std::string> key_of;  // SearchKeyOf of task words
+  auto body_of = [&](size_t index) -> nlohmann::json& {
+    auto [it, fresh] = bodies.try_emplace(index);
+    if (fresh) it->second = ParseBody(patterns[index].body_json);
+    return it->second;
+  };
   for (size_t i = 0; i < observations.size(); ++i) {
     const PatternObservation& o = observations[i];
     const std::string& target = i < targets.size() ? targets[i] : o.similarity_key;
@@ -133,7 +187,7 @@ MergeStats MergeObservations(std::vector<Pattern>& patterns, const std::vector<P
         ++stats.skipped;
         continue;
       }
-      MergeInto(p, o, options, now);
+      MergeInto(p, body_of(it->second), o, options, now, key_of);
       ++stats.merged;
       touch(p.pattern_id);
       continue;
@@ -153,12 +207,14 @@ MergeStats MergeObservations(std::vector<Pattern>& patterns, const std::vector<P
     p.context.repo.reset();  // where one episode happened says nothing about the pattern
     p.context.commit.reset();
     p.created_at = now;
-    MergeInto(p, o, options, now);
-    by_key.emplace(p.similarity_key, patterns.size());
+    const size_t index = patterns.size();
+    by_key.emplace(p.similarity_key, index);
     touch(p.pattern_id);
     patterns.push_back(std::move(p));
+    MergeInto(patterns[index], body_of(index), o, options, now, key_of);
     ++stats.created;
   }
+  for (auto& [index, body] : bodies) FinishMerge(patterns[index], body);
   return stats;
 }
 
@@ -173,7 +229,10 @@ std::optional<Heuristic> DeriveHeuristic(const Pattern& p, const LearningOptions
   const nlohmann::json check = body.contains("check") ? body["check"] : nlohmann::json::object();
   const nlohmann::json action = body.contains("action") ? body["action"] : nlohmann::json::object();
   std::string check_text = str(check, "tool");
-  if (!str(check, "action").empty()) check_text += " " + str(check, "action");
+  if (const std::string check_action = str(check, "action"); !check_action.empty()) {
+    check_text += ' ';
+    check_text += check_action;
+  }
   const bool passed = str(check, "result") == "success";
   std::string action_text = str(action, "tool");
   if (!str(action, "action").empty()) action_text += ": " + str(action, "action");

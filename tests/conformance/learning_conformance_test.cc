@@ -332,6 +332,45 @@ TEST_P(LearningConformance, ListPatternsFiltersAndOrdersByDecayedSuccessRate) {
   EXPECT_EQ((*all)[0], high);
 }
 
+// A listing reads each row whole and exactly, whatever its evidence holds and however many
+// patterns share its context: every listed pattern equals what was stored, in every
+// filter and limit.
+TEST_P(LearningConformance, ListPatternsReturnsEveryRowExactly) {
+  std::vector<Pattern> stored;
+  for (int i = 0; i < 12; ++i) {
+    Pattern p = MakePattern("exact-" + std::to_string(i), i % 2 == 0 ? PatternType::kToolSequence
+                                                                     : PatternType::kErrorRecovery,
+                            i % 3 == 0 ? "cli" : "web-api");
+    p.success_rate = 0.5 + 0.04 * i;
+    p.decay_weight = 1.0;
+    if (i % 4 == 1) p.context.language = "go";  // contexts shared by some, not by others
+    if (i % 4 == 2) p.context.tags.clear();
+    if (i == 3) p.evidence.clear();
+    if (i == 5) p.evidence = {"quote \" inside", "back\\slash", "ünï ✓", "tab\tand\nnewline", ""};
+    if (i == 7) p.evidence = {"a,b", "[x]", "\"\""};
+    stored.push_back(p);
+    Insert(p);
+  }
+  // Highest decayed rate first: the reverse of insertion.
+  std::vector<Pattern> expected(stored.rbegin(), stored.rend());
+  auto all = store_->ListPatterns({});
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  EXPECT_EQ(*all, expected);
+
+  auto top = store_->ListPatterns({.limit = 5});
+  ASSERT_TRUE(top.ok()) << top.status().ToString();
+  EXPECT_EQ(*top, std::vector<Pattern>(expected.begin(), expected.begin() + 5));
+
+  std::vector<Pattern> cli_recoveries;
+  for (const Pattern& p : expected) {
+    if (p.type == PatternType::kErrorRecovery && p.context.domain == "cli") cli_recoveries.push_back(p);
+  }
+  auto filtered = store_->ListPatterns({.type = PatternType::kErrorRecovery, .domain = "cli"});
+  ASSERT_TRUE(filtered.ok()) << filtered.status().ToString();
+  EXPECT_EQ(*filtered, cli_recoveries);
+  EXPECT_EQ(filtered->size(), 2u);  // 3 and 9
+}
+
 TEST_P(LearningConformance, SetPatternDecayChangesOnlyTheNamedPatterns) {
   Pattern a = MakePattern("a"), b = MakePattern("b");
   Insert(a);

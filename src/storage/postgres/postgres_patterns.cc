@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <charconv>
 #include <map>
+#include <optional>
 #include <set>
+#include <string_view>
+#include <unordered_map>
 
 #include <nlohmann/json.hpp>
 
@@ -112,10 +115,20 @@ constexpr const char* kUpsertPatternSql =
     "decay_weight = EXCLUDED.decay_weight, created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at";
 constexpr const char* kSelectPatternSql =
     "SELECT " ENGRAM_PG_PATTERN_COLUMNS " FROM patterns WHERE pattern_id = $1::text";
+// Ranks on the ordering columns alone (a top-N sort under a LIMIT) and joins the whole
+// rows to the ranked ids after: sorting whole rows carried every body and evidence list
+// through the sort (spilling to disk past work_mem at 10k patterns). The rows come back in
+// no set order, each with its position (1-based), and ListPatterns puts them in place.
+// LIMIT NULL is no limit.
 constexpr const char* kListPatternsSql =
-    "SELECT " ENGRAM_PG_PATTERN_COLUMNS " FROM patterns WHERE ($1::text IS NULL OR type = $1::text) "
-    "AND ($2::text IS NULL OR domain = $2::text) AND ($3::float8 IS NULL OR success_rate >= $3::float8) "
-    "ORDER BY success_rate * decay_weight DESC, created_at DESC, pattern_id DESC LIMIT $4::bigint";
+    "SELECT " ENGRAM_PG_PATTERN_COLUMNS ", ranked.position FROM ("
+    "SELECT pattern_id, row_number() OVER (ORDER BY score DESC, created_at DESC, pattern_id DESC) AS position "
+    "FROM (SELECT pattern_id, success_rate * decay_weight AS score, created_at FROM patterns "
+    "WHERE ($1::text IS NULL OR type = $1::text) AND ($2::text IS NULL OR domain = $2::text) "
+    "AND ($3::float8 IS NULL OR success_rate >= $3::float8) "
+    "ORDER BY score DESC, created_at DESC, pattern_id DESC LIMIT $4::bigint) AS top"
+    ") AS ranked JOIN patterns USING (pattern_id)";
+constexpr int kListPositionColumn = 20;  // ranked.position, after ENGRAM_PG_PATTERN_COLUMNS
 constexpr const char* kSetDecaySql =
     "UPDATE patterns p SET decay_weight = u.weight FROM unnest($1::text[], $2::float8[]) AS u(pattern_id, weight) "
     "WHERE p.pattern_id = u.pattern_id";
@@ -166,7 +179,33 @@ constexpr const char* kPendingSql =
 constexpr const char* kMarkExtractedSql =
     "UPDATE episodes SET extract_pending = false WHERE episode_id = ANY($1::text[]) AND extract_pending";
 
+// A list as DumpColumn writes one of plain ASCII strings (ids): ["a","b"]. nullopt for
+// anything else (escapes, other bytes, spacing), which the JSON parser then reads.
+std::optional<std::vector<std::string>> ParsePlainStringList(std::string_view text) {
+  if (text.size() < 2 || text.front() != '[' || text.back() != ']') return std::nullopt;
+  std::vector<std::string> out;
+  size_t pos = 1;
+  const size_t end = text.size() - 1;
+  if (pos == end) return out;
+  for (;;) {
+    if (pos >= end || text[pos] != '"') return std::nullopt;
+    const size_t begin = ++pos;
+    while (pos < end && text[pos] != '"') {
+      const auto c = static_cast<unsigned char>(text[pos]);
+      if (c < 0x20 || c >= 0x80 || c == '\\') return std::nullopt;
+      ++pos;
+    }
+    if (pos >= end) return std::nullopt;
+    out.emplace_back(text.substr(begin, pos - begin));
+    ++pos;  // the closing quote
+    if (pos == end) return out;
+    if (text[pos] != ',') return std::nullopt;
+    ++pos;
+  }
+}
+
 Result<std::vector<std::string>> DecodeIdList(const std::string& text, const std::string& owner) {
+  if (std::optional<std::vector<std::string>> plain = ParsePlainStringList(text)) return *std::move(plain);
   json j = json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_array()) return DataLossError(owner + ": stored evidence is not a JSON list");
   std::vector<std::string> out;
@@ -177,8 +216,12 @@ Result<std::vector<std::string>> DecodeIdList(const std::string& text, const std
   return out;
 }
 
+// Contexts already decoded by one listing, by their stored text: most patterns share a
+// few contexts (domain, language), so a listing parses each once.
+using ContextMemo = std::unordered_map<std::string, TaskContext>;
+
 // Reads row `row` of a result selected with ENGRAM_PG_PATTERN_COLUMNS. Errors: kDataLoss.
-Result<Pattern> ReadPatternRow(const PgResult& r, int row) {
+Result<Pattern> ReadPatternRow(const PgResult& r, int row, ContextMemo* memo = nullptr) {
   Pattern p;
   p.pattern_id = r.Text(row, 0);
   const std::string owner = "pattern " + p.pattern_id;
@@ -188,11 +231,22 @@ Result<Pattern> ReadPatternRow(const PgResult& r, int row) {
   p.similarity_key = r.Text(row, 2);
   p.description = r.Text(row, 3);
   p.body_json = r.Text(row, 4);
-  json context = json::parse(r.Text(row, 5), nullptr, false);
-  if (context.is_discarded()) return DataLossError(owner + ": stored context is not valid JSON");
-  Result<TaskContext> decoded = TaskContextFromJson(context, "context");
-  if (!decoded.ok()) return DataLossError(owner + ": " + std::string(decoded.status().message()));
-  p.context = *std::move(decoded);
+  std::string context_text = r.Text(row, 5);
+  const TaskContext* known = nullptr;
+  if (memo != nullptr) {
+    auto it = memo->find(context_text);
+    if (it != memo->end()) known = &it->second;
+  }
+  if (known != nullptr) {
+    p.context = *known;
+  } else {
+    json context = json::parse(context_text, nullptr, false);
+    if (context.is_discarded()) return DataLossError(owner + ": stored context is not valid JSON");
+    Result<TaskContext> decoded = TaskContextFromJson(context, "context");
+    if (!decoded.ok()) return DataLossError(owner + ": " + std::string(decoded.status().message()));
+    p.context = *std::move(decoded);
+    if (memo != nullptr) memo->emplace(std::move(context_text), p.context);
+  }
   p.occurrences = r.Int(row, 7);
   p.successes = r.Int(row, 8);
   p.success_rate = r.Double(row, 9);
@@ -269,8 +323,9 @@ Status PostgresBackend::MergePatterns(std::span<const std::string> keys,
     // After the locks, in READ COMMITTED: sees every merge that committed before.
     ENGRAM_ASSIGN_OR_RETURN(PgResult rows, conn.Query(kSelectPatternsByKeySql, Params().TextArray(key_list)));
     std::vector<Pattern> patterns;
+    ContextMemo memo;
     for (int i = 0; i < rows.rows(); ++i) {
-      ENGRAM_ASSIGN_OR_RETURN(Pattern p, ReadPatternRow(rows, i));
+      ENGRAM_ASSIGN_OR_RETURN(Pattern p, ReadPatternRow(rows, i, &memo));
       patterns.push_back(std::move(p));
     }
     ENGRAM_RETURN_IF_ERROR(merge(patterns));
@@ -315,9 +370,15 @@ Result<std::vector<Pattern>> PostgresBackend::ListPatterns(const PatternFilter& 
     if (filter.min_success_rate) p.Double(*filter.min_success_rate); else p.Null();
     if (filter.limit > 0) p.Int(static_cast<int64_t>(filter.limit)); else p.Null();
     ENGRAM_ASSIGN_OR_RETURN(PgResult r, conn.Query(kListPatternsSql, p));
+    const size_t n = static_cast<size_t>(r.rows());
+    out.resize(n);
+    ContextMemo memo;
     for (int i = 0; i < r.rows(); ++i) {
-      ENGRAM_ASSIGN_OR_RETURN(Pattern pattern, ReadPatternRow(r, i));
-      out.push_back(std::move(pattern));
+      const int64_t position = r.Int(i, kListPositionColumn);
+      if (position < 1 || static_cast<size_t>(position) > n) {
+        return InternalError("pattern listing: rank " + std::to_string(position) + " out of 1.." + std::to_string(n));
+      }
+      ENGRAM_ASSIGN_OR_RETURN(out[static_cast<size_t>(position) - 1], ReadPatternRow(r, i, &memo));
     }
     return OkStatus();
   }));

@@ -2,7 +2,10 @@
 // key, heuristics, attributions, and the marks of completed episodes not yet extracted.
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <set>
+#include <string_view>
+#include <unordered_map>
 
 #include <nlohmann/json.hpp>
 
@@ -25,10 +28,14 @@ namespace {
 
 constexpr const char* kPatternByKeySql = "SELECT " ENGRAM_PATTERN_COLUMNS " FROM patterns WHERE similarity_key = ?1";
 constexpr const char* kPatternByIdSql = "SELECT " ENGRAM_PATTERN_COLUMNS " FROM patterns WHERE pattern_id = ?1";
-constexpr const char* kListPatternsSql =
-    "SELECT " ENGRAM_PATTERN_COLUMNS " FROM patterns "
+// ListPatterns ranks first and reads rows after: sorting whole rows makes SQLite carry
+// every body and evidence list through its sorter (even for a LIMIT of 20, since each row
+// is built before the top-N check), while the ranking needs only the columns it orders by.
+constexpr const char* kRankPatternsSql =
+    "SELECT rowid FROM patterns "
     "WHERE (?1 IS NULL OR type = ?1) AND (?2 IS NULL OR domain = ?2) AND (?3 IS NULL OR success_rate >= ?3) "
     "ORDER BY success_rate * decay_weight DESC, created_at DESC, pattern_id DESC LIMIT ?4";
+constexpr const char* kPatternByRowidSql = "SELECT " ENGRAM_PATTERN_COLUMNS " FROM patterns WHERE rowid = ?1";
 // An upsert on pattern_id only: a pattern whose similarity key belongs to another row
 // fails on the UNIQUE constraint (kAlreadyExists) instead of replacing that row.
 constexpr const char* kUpsertPatternSql =
@@ -84,8 +91,34 @@ Result<json> ParseStored(const std::string& text, const char* what, const std::s
   return j;
 }
 
+// A list as DumpColumn writes one of plain ASCII strings (ids): ["a","b"]. nullopt for
+// anything else (escapes, other bytes, spacing), which the JSON parser then reads.
+std::optional<std::vector<std::string>> ParsePlainStringList(std::string_view text) {
+  if (text.size() < 2 || text.front() != '[' || text.back() != ']') return std::nullopt;
+  std::vector<std::string> out;
+  size_t pos = 1;
+  const size_t end = text.size() - 1;
+  if (pos == end) return out;
+  for (;;) {
+    if (pos >= end || text[pos] != '"') return std::nullopt;
+    const size_t begin = ++pos;
+    while (pos < end && text[pos] != '"') {
+      const auto c = static_cast<unsigned char>(text[pos]);
+      if (c < 0x20 || c >= 0x80 || c == '\\') return std::nullopt;
+      ++pos;
+    }
+    if (pos >= end) return std::nullopt;
+    out.emplace_back(text.substr(begin, pos - begin));
+    ++pos;  // the closing quote
+    if (pos == end) return out;
+    if (text[pos] != ',') return std::nullopt;
+    ++pos;
+  }
+}
+
 Result<std::vector<std::string>> ParseStoredList(const std::string& text, const char* what, const std::string& id,
                                                  const char* column) {
+  if (std::optional<std::vector<std::string>> plain = ParsePlainStringList(text)) return *std::move(plain);
   ENGRAM_ASSIGN_OR_RETURN(json j, ParseStored(text, what, id, column));
   std::vector<std::string> out;
   if (!j.is_array()) return DataLossError(std::string(what) + " " + id + ": stored " + column + " is not a list");
@@ -98,7 +131,11 @@ Result<std::vector<std::string>> ParseStoredList(const std::string& text, const 
   return out;
 }
 
-Result<Pattern> ReadPatternRow(const Statement& stmt) {
+// Contexts already decoded by one listing, by their stored text: most patterns share a
+// few contexts (domain, language), so a listing parses each once.
+using ContextMemo = std::unordered_map<std::string, TaskContext>;
+
+Result<Pattern> ReadPatternRow(const Statement& stmt, ContextMemo* memo = nullptr) {
   Pattern p;
   p.pattern_id = stmt.ColumnText(0);
   Result<PatternType> type = ParsePatternType(stmt.ColumnText(1));
@@ -107,10 +144,21 @@ Result<Pattern> ReadPatternRow(const Statement& stmt) {
   p.similarity_key = stmt.ColumnText(2);
   p.description = stmt.ColumnText(3);
   p.body_json = stmt.ColumnText(4);
-  ENGRAM_ASSIGN_OR_RETURN(json context, ParseStored(stmt.ColumnText(5), "pattern", p.pattern_id, "context"));
-  Result<TaskContext> decoded = TaskContextFromJson(context);
-  if (!decoded.ok()) return DataLossError("pattern " + p.pattern_id + ": " + std::string(decoded.status().message()));
-  p.context = *std::move(decoded);
+  std::string context_text = stmt.ColumnText(5);
+  const TaskContext* known = nullptr;
+  if (memo != nullptr) {
+    auto it = memo->find(context_text);
+    if (it != memo->end()) known = &it->second;
+  }
+  if (known != nullptr) {
+    p.context = *known;
+  } else {
+    ENGRAM_ASSIGN_OR_RETURN(json context, ParseStored(context_text, "pattern", p.pattern_id, "context"));
+    Result<TaskContext> decoded = TaskContextFromJson(context);
+    if (!decoded.ok()) return DataLossError("pattern " + p.pattern_id + ": " + std::string(decoded.status().message()));
+    p.context = *std::move(decoded);
+    if (memo != nullptr) memo->emplace(std::move(context_text), p.context);
+  }
   p.occurrences = stmt.ColumnInt(6);
   p.successes = stmt.ColumnInt(7);
   p.success_rate = stmt.ColumnDouble(8);
@@ -140,8 +188,11 @@ Status CheckPattern(const Pattern& p) {
   if (!Finite(p.success_rate) || !Finite(p.avg_latency_ms) || !Finite(p.decay_weight)) {
     return bad("success_rate, avg_latency_ms and decay_weight must be finite numbers");
   }
-  json body = json::parse(p.body_json, nullptr, false);
-  if (body.is_discarded() || !body.is_object()) return bad("body_json is not a JSON object");
+  // Validated without building it (this runs inside the merge's write transaction).
+  const size_t first = p.body_json.find_first_not_of(" \t\r\n");
+  if (first == std::string::npos || p.body_json[first] != '{' || !json::accept(p.body_json)) {
+    return bad("body_json is not a JSON object");
+  }
   return OkStatus();
 }
 
@@ -219,12 +270,13 @@ Status SqliteBackend::MergePatterns(std::span<const std::string> keys,
   // transaction is retried after a busy error, the patterns are reloaded and merge runs again.
   return Write([&](Connection& conn) -> Status {
     std::vector<Pattern> patterns;
+    ContextMemo memo;
     for (const std::string& key : unique_keys) {
       ENGRAM_ASSIGN_OR_RETURN(Statement stmt, conn.Prepare(kPatternByKeySql));
       stmt.BindText(1, key);
       ENGRAM_ASSIGN_OR_RETURN(bool row, stmt.Step());
       if (!row) continue;
-      ENGRAM_ASSIGN_OR_RETURN(Pattern p, ReadPatternRow(stmt));
+      ENGRAM_ASSIGN_OR_RETURN(Pattern p, ReadPatternRow(stmt, &memo));
       patterns.push_back(std::move(p));
     }
     ENGRAM_RETURN_IF_ERROR(merge(patterns));
@@ -254,15 +306,29 @@ Result<std::vector<Pattern>> SqliteBackend::ListPatterns(const PatternFilter& fi
   ENGRAM_RETURN_IF_ERROR(RequireSchema(3, "patterns"));
   std::vector<Pattern> out;
   ENGRAM_RETURN_IF_ERROR(Read([&](Connection& conn) -> Status {
-    ENGRAM_ASSIGN_OR_RETURN(Statement stmt, conn.Prepare(kListPatternsSql));
-    if (filter.type) stmt.BindText(1, PatternTypeName(*filter.type)); else stmt.BindNull(1);
-    stmt.BindOptText(2, filter.domain);
-    if (filter.min_success_rate) stmt.BindDouble(3, *filter.min_success_rate); else stmt.BindNull(3);
-    stmt.BindInt(4, SqlLimit(filter.limit));
-    for (;;) {
+    out.clear();
+    // One read transaction: the rows read are the rows ranked.
+    std::vector<int64_t> ranked;
+    {
+      ENGRAM_ASSIGN_OR_RETURN(Statement rank, conn.Prepare(kRankPatternsSql));
+      if (filter.type) rank.BindText(1, PatternTypeName(*filter.type)); else rank.BindNull(1);
+      rank.BindOptText(2, filter.domain);
+      if (filter.min_success_rate) rank.BindDouble(3, *filter.min_success_rate); else rank.BindNull(3);
+      rank.BindInt(4, SqlLimit(filter.limit));
+      for (;;) {
+        ENGRAM_ASSIGN_OR_RETURN(bool row, rank.Step());
+        if (!row) break;
+        ranked.push_back(rank.ColumnInt(0));
+      }
+    }
+    out.reserve(ranked.size());
+    ContextMemo memo;
+    for (int64_t rowid : ranked) {
+      ENGRAM_ASSIGN_OR_RETURN(Statement stmt, conn.Prepare(kPatternByRowidSql));
+      stmt.BindInt(1, rowid);
       ENGRAM_ASSIGN_OR_RETURN(bool row, stmt.Step());
-      if (!row) break;
-      ENGRAM_ASSIGN_OR_RETURN(Pattern p, ReadPatternRow(stmt));
+      if (!row) return InternalError("pattern row " + std::to_string(rowid) + " vanished inside a read transaction");
+      ENGRAM_ASSIGN_OR_RETURN(Pattern p, ReadPatternRow(stmt, &memo));
       out.push_back(std::move(p));
     }
     return OkStatus();

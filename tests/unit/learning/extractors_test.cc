@@ -107,8 +107,8 @@ TEST_F(ExtractorsTest, ToolSequenceCollapsesRepeatsAndNormalisesTools) {
   EXPECT_DOUBLE_EQ(*obs[0].latency_ms, 150.0);
   std::string task_words;
   for (const std::string& w : obs[0].task_words) task_words += (task_words.empty() ? "" : " ") + w;
-  EXPECT_EQ(task_words, Words("Fix a failing test in the parser", SIZE_MAX, /*dedupe=*/true));
-  EXPECT_EQ(obs[0].task_words.size(), 4u);  // fix, fail(ing), test, parser
+  // The task's search words as written (lower-cased), not their search tokens ("fail").
+  EXPECT_EQ(task_words, "fix failing test parser");
 }
 
 TEST_F(ExtractorsTest, ToolSequenceNeedsTwoToolsAndKeepsAtMostEight) {
@@ -146,13 +146,15 @@ TEST_F(ExtractorsTest, DecisionPointMatchesCheckWordsOnWordBoundaries) {
   ASSERT_EQ(obs.size(), 1u);  // the final "run tests" has no next step
   json body = json::parse(obs[0].body_json);
   EXPECT_EQ(body["check"]["tool"], "bash");
-  EXPECT_EQ(body["check"]["action"], "run test");
+  EXPECT_EQ(body["check"]["action"], "run tests");
   EXPECT_EQ(body["check"]["result"], "error");
   EXPECT_EQ(body["action"]["tool"], "edit_file");
   EXPECT_EQ(body["action"]["action"], "fix assertion parser");
   EXPECT_EQ(body["result"], "success");
   EXPECT_TRUE(obs[0].success);
-  EXPECT_EQ(obs[0].description, "When bash 'run test' fails, then edit_file 'fix assertion parser'");
+  EXPECT_EQ(obs[0].description, "When bash 'run tests' fails, then edit_file 'fix assertion parser'");
+  // The key holds search tokens, so "run test" and "running tests" are one decision.
+  EXPECT_EQ(obs[0].similarity_key, "decision_point|web-api|bash run test fails -> edit_file fix assertion parser");
 
   // A check step by tool name, with a failing follow-up: the observation is a failure.
   auto failing = Of(PatternType::kDecisionPoint,
@@ -168,7 +170,9 @@ TEST_F(ExtractorsTest, ErrorRecoveryTakesTheStepsThatMadeItPass) {
   json body = json::parse(obs[0].body_json);
   EXPECT_EQ(body["error_tool"], "bash");
   const std::string error = Words("1 failed: assertion failed in parse_header", kMaxErrorSignatureWords);
-  EXPECT_EQ(body["error"], error);
+  EXPECT_EQ(body["error"], "failed assertion failed parse header");  // shown as written
+  EXPECT_EQ(body["error_action"], "run tests");
+  EXPECT_EQ(body["recovery"][0]["action"], "fix assertion parser");
   ASSERT_EQ(body["recovery"].size(), 2u);
   EXPECT_EQ(body["recovery"][0]["tool"], "edit_file");
   EXPECT_EQ(body["recovery"][1]["tool"], "bash");
@@ -252,14 +256,84 @@ TEST_F(MergeTest, SameKeyMergesIntoOnePatternWithRealCounts) {
   json body = json::parse(p.body_json);
   EXPECT_EQ(body["task_types"]["debugging"], 20);
   EXPECT_EQ(body["task_words"]["parser"], 20);
-  // The task words, most frequent first; all tie here, so alphabetical.
-  std::vector<std::string> words = SearchTokens("Fix a failing test in the parser");
-  std::sort(words.begin(), words.end());
-  std::string listed;
-  for (const std::string& w : words) listed += (listed.empty() ? "" : " ") + w;
-  EXPECT_EQ(p.description, "Tool sequence: bash → edit_file → bash (tasks: " + listed + ")");
+  // The task words as written, most frequent first; all tie here, so alphabetical.
+  EXPECT_EQ(p.description, "Tool sequence: bash → edit_file → bash (tasks: failing fix parser test)");
   // Mean of the per-episode step means: (100+i, 100, 100)/3 over i = 0..19.
   EXPECT_NEAR(p.avg_latency_ms, 100 + 9.5 / 3, 1e-9);
+}
+
+// Descriptions and bodies show words as people wrote them; the key and the counts go by
+// search token, so "backoffs"/"backoff" and "tests"/"test" are one word each.
+TEST_F(MergeTest, DescriptionsShowWrittenWordsAndCountThemBySearchToken) {
+  auto steps = [](const std::string& fix) {
+    return std::vector<Step>{MakeStep("pytest", "run tests", StepStatus::kError, "Timeout raised by client"),
+                             MakeStep("edit_file", fix, StepStatus::kSuccess),
+                             MakeStep("pytest", "run tests", StepStatus::kSuccess)};
+  };
+  auto merge_all = [&](const Episode& e) {
+    auto obs = ExtractObservations(registry_, e);
+    std::vector<std::string> targets;
+    for (const auto& o : obs) targets.push_back(o.similarity_key);
+    MergeObservations(patterns_, obs, targets, options_, clock_);
+  };
+  merge_all(Make(steps("raised retry backoff"), OutcomeKind::kSuccess, "Raised the retry backoff for failing tests"));
+  merge_all(Make(steps("Raised retry backoffs"), OutcomeKind::kSuccess, "Raised retry backoff; test failed"));
+  ASSERT_EQ(patterns_.size(), 4u);  // one per type: the second episode merged into each
+  for (const Pattern& p : patterns_) {
+    EXPECT_EQ(p.occurrences, 2) << p.similarity_key;
+    // No search token such as "rais" or "fail" is shown.
+    for (const char* stem : {"rais ", "rais)", "rais'", "rais\"", "fail ", "fail)", "fail\""}) {
+      EXPECT_EQ(p.description.find(stem), std::string::npos) << p.description;
+      EXPECT_EQ(p.body_json.find(stem), std::string::npos) << p.body_json;
+    }
+    json body = json::parse(p.body_json);
+    // "tests" (first episode) and "test" (second) are one word; so are "failing" and "failed".
+    EXPECT_EQ(body["task_words"]["tests"], 2) << body.dump();
+    EXPECT_EQ(body["task_words"]["failing"], 2) << body.dump();
+    EXPECT_EQ(body["task_words"]["retry"], 2) << body.dump();
+    EXPECT_FALSE(body["task_words"].contains("test")) << body.dump();
+    // The search words a request matches on are still there.
+    std::vector<std::string> words = PatternWords(p);
+    EXPECT_NE(std::find(words.begin(), words.end(), "retry"), words.end());
+    EXPECT_NE(std::find(words.begin(), words.end(), "rais"), words.end()) << p.description;
+  }
+  const Pattern* dp = nullptr;
+  const Pattern* er = nullptr;
+  for (const Pattern& p : patterns_) {
+    if (p.type == PatternType::kDecisionPoint) dp = &p;
+    if (p.type == PatternType::kErrorRecovery) er = &p;
+  }
+  ASSERT_NE(dp, nullptr);
+  ASSERT_NE(er, nullptr);
+  // The newest episode's wording of the same key is shown.
+  EXPECT_EQ(dp->description.substr(0, dp->description.find(" (tasks")),
+            "When pytest 'run tests' fails, then edit_file 'raised retry backoffs'");
+  EXPECT_EQ(er->description.substr(0, er->description.find(" (tasks")),
+            "When pytest 'run tests' fails (timeout raised client), recover with edit_file → pytest");
+  EXPECT_NE(dp->similarity_key.find("rais retry backoff"), std::string::npos) << dp->similarity_key;
+}
+
+// A pattern learned before words were kept as written (its body and description hold
+// search tokens) shows words again after its next merge.
+TEST_F(MergeTest, PatternsStoredWithSearchTokensShowWordsAfterTheNextMerge) {
+  Episode e = Make(FixTestSteps(), OutcomeKind::kSuccess, "Raised the retry backoff");
+  auto obs = Of(PatternType::kDecisionPoint, e);
+  ASSERT_EQ(obs.size(), 1u);
+  ASSERT_EQ(MergeObservations(patterns_, obs, {obs[0].similarity_key}, options_, clock_).created, 1u);
+  // What such a pattern looked like.
+  Pattern& p = patterns_[0];
+  json old = json::parse(p.body_json);
+  old["check"]["action"] = "run test";
+  old["summary"] = "When bash 'run test' fails, then edit_file 'fix assertion parser'";
+  old["task_words"] = {{"rais", 1}, {"retry", 1}, {"backoff", 1}};
+  p.body_json = old.dump();
+  p.evidence.clear();  // so the same episode merges again
+
+  MergeObservations(patterns_, obs, {obs[0].similarity_key}, options_, clock_);
+  json body = json::parse(p.body_json);
+  EXPECT_EQ(body["check"]["action"], "run tests");
+  EXPECT_EQ(body["task_words"], json({{"raised", 2}, {"retry", 2}, {"backoff", 2}}));
+  EXPECT_EQ(p.description, "When bash 'run tests' fails, then edit_file 'fix assertion parser' (tasks: backoff raised retry)");
 }
 
 TEST_F(MergeTest, FailuresAloneStoreNothingAndRepeatsAreNotCounted) {
@@ -316,7 +390,7 @@ TEST_F(MergeTest, HeuristicFromMergedDecisionPoints) {
   for (int i = 0; i < 8; ++i) merge_dp(Make(FixTestSteps()));
   auto h = DeriveHeuristic(patterns_[0], options_);
   ASSERT_TRUE(h.has_value());
-  EXPECT_EQ(h->condition, "when bash run test fails");
+  EXPECT_EQ(h->condition, "when bash run tests fails");
   EXPECT_EQ(h->action, "edit_file: fix assertion parser");
   EXPECT_EQ(h->sample_size, 9);
   EXPECT_DOUBLE_EQ(h->confidence, 1.0 * 3.0 / 5.0);  // success 1 × √9 / √25

@@ -89,7 +89,9 @@ class PipelineTest : public ::testing::Test {
     ne.context.language = "rust";
     auto id = memory_->CreateEpisode(ne);
     EXPECT_TRUE(id.ok()) << id.status().ToString();
-    if (applied.has_value()) EXPECT_TRUE(RecordApplied(*store_, clock_, *id, *applied).ok());
+    if (applied.has_value()) {
+      EXPECT_TRUE(RecordApplied(*store_, clock_, *id, *applied).ok());
+    }
     for (const PlannedStep& p : steps) {
       NewStep s;
       s.tool = p.tool;
@@ -164,7 +166,7 @@ TEST_F(PipelineTest, TwentySimilarEpisodesMergeIntoOneToolSequence) {
   auto heuristics = store_->ListHeuristics(10);
   ASSERT_TRUE(heuristics.ok());
   ASSERT_EQ(heuristics->size(), 1u);
-  EXPECT_EQ((*heuristics)[0].condition, "when bash run test fails");
+  EXPECT_EQ((*heuristics)[0].condition, "when bash run tests fails");
   EXPECT_EQ((*heuristics)[0].action, "edit_file: fix assertion parser");
   EXPECT_EQ((*heuristics)[0].sample_size, 20);
 }
@@ -220,7 +222,9 @@ TEST_F(PipelineTest, SimilarTaskGetsThatPatternFirst) {
   for (const Recommendation& r : *recs) {
     bool from_fix = std::find(fix_ids.begin(), fix_ids.end(), r.pattern.evidence[0]) != fix_ids.end();
     if (!from_fix) seen_docs = true;
-    if (seen_docs) EXPECT_FALSE(from_fix) << r.pattern.description;
+    if (seen_docs) {
+      EXPECT_FALSE(from_fix) << r.pattern.description;
+    }
   }
 
   // Search finds it by words too.
@@ -359,16 +363,16 @@ TEST_F(PipelineTest, PlaybookFollowsTheMergedSequence) {
   ASSERT_TRUE(book.ok()) << book.status().ToString();
   ASSERT_EQ(book->steps.size(), 3u);
   EXPECT_EQ(book->steps[0].tool, "bash");
-  EXPECT_EQ(book->steps[0].action, "run test");
+  EXPECT_EQ(book->steps[0].action, "run tests");
   EXPECT_EQ(book->steps[1].tool, "edit_file");
   EXPECT_EQ(book->steps[1].action, "fix assertion parser");
   EXPECT_EQ(book->steps[2].tool, "bash");
   for (size_t i = 0; i < book->steps.size(); ++i) EXPECT_EQ(book->steps[i].order, static_cast<int>(i) + 1);
   // The decision point on bash says what to do when the tests fail.
-  EXPECT_NE(book->steps[0].why.find("When bash 'run test' fails, then edit_file"), std::string::npos)
+  EXPECT_NE(book->steps[0].why.find("When bash 'run tests' fails, then edit_file"), std::string::npos)
       << book->steps[0].why;
   ASSERT_FALSE(book->pitfalls.empty());
-  EXPECT_NE(book->pitfalls[0].find("recover with edit_file 'fix assertion parser' → bash 'run test'"),
+  EXPECT_NE(book->pitfalls[0].find("recover with edit_file 'fix assertion parser' → bash 'run tests'"),
             std::string::npos)
       << book->pitfalls[0];
   EXPECT_GT(book->confidence, 0);
