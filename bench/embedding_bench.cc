@@ -6,10 +6,18 @@
 //   BM_HttpEmbed            the http provider against a loopback OpenAI-compatible server
 //                           (cpp-httplib), cache off: one request per call, batch of 32
 //   BM_HttpEmbedCached      the same texts again, answered from the embedding cache
+//   BM_UseOpen              start-up of the "use" provider: load the model, run a probe;
+//                           rss_mb: resident memory with the model loaded
+//   BM_UseEmbedQuery        one short query sentence, cache off (p50_ms/p95_ms per call)
+//   BM_UseEmbedEpisode      one ~2 KB episode text (the model reads its first 128 tokens)
+//   BM_UseEmbedBatch        32 episode texts per call (items/s: the ingest rate)
 //
 //   build-*/bench/embedding_bench --benchmark_counters_tabular=true
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -20,6 +28,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/fake_clock.h"
+#include "embedding/use_provider.h"
 #include "engram/embedding.h"
 #include "engram/sqlite_backend.h"
 #include "testing/episodes.h"
@@ -175,6 +184,69 @@ BENCHMARK(BM_HttpEmbed)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 void BM_HttpEmbedCached(benchmark::State& state) { RunHttp(state, 10'000); }
 BENCHMARK(BM_HttpEmbedCached)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+// Resident memory of this process, MB (VmRSS).
+double RssMb() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::strtod(line.c_str() + 6, nullptr) / 1024.0;
+  }
+  return 0;
+}
+
+void BM_UseOpen(benchmark::State& state) {
+  const double before = RssMb();
+  double loaded = 0;
+  for (auto _ : state) {
+    auto provider = MakeUseProvider({});
+    if (!provider.ok()) {
+      state.SkipWithError(provider.status().ToString().c_str());
+      return;
+    }
+    loaded = RssMb();
+    benchmark::DoNotOptimize(provider);
+  }
+  state.counters["rss_mb"] = loaded;
+  state.counters["rss_model_mb"] = loaded - before;
+}
+BENCHMARK(BM_UseOpen)->Unit(benchmark::kMillisecond)->Iterations(3);
+
+// Embeds `texts` per call with the cache off; per-call p50/p95 in ms as counters.
+void RunUse(benchmark::State& state, const std::vector<std::string>& texts) {
+  auto provider = MakeUseProvider({.batch_size = 32, .cache_entries = 0});
+  if (!provider.ok()) {
+    state.SkipWithError(provider.status().ToString().c_str());
+    return;
+  }
+  std::vector<double> ms;
+  for (auto _ : state) {
+    const auto start = std::chrono::steady_clock::now();
+    auto r = (*provider)->Embed(texts, EmbedPurpose::kDocument);
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+    benchmark::DoNotOptimize(r);
+  }
+  std::sort(ms.begin(), ms.end());
+  state.counters["p50_ms"] = ms[ms.size() / 2];
+  state.counters["p95_ms"] = ms[std::min(ms.size() - 1, ms.size() * 95 / 100)];
+  state.counters["rss_mb"] = RssMb();
+  state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(texts.size()));
+}
+
+void BM_UseEmbedQuery(benchmark::State& state) {
+  RunUse(state, {"how did we fix the flaky checkout test that timed out on CI?"});
+}
+BENCHMARK(BM_UseEmbedQuery)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_UseEmbedEpisode(benchmark::State& state) { RunUse(state, {EpisodeText(0)}); }
+BENCHMARK(BM_UseEmbedEpisode)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_UseEmbedBatch(benchmark::State& state) {
+  std::vector<std::string> texts;
+  for (int i = 0; i < 32; ++i) texts.push_back(EpisodeText(i));
+  RunUse(state, texts);
+}
+BENCHMARK(BM_UseEmbedBatch)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 }  // namespace engram
