@@ -5,6 +5,11 @@
 //
 //   retrieval_scale_bench [--sizes 10000,100000,1000000] [--queries 300] [--dimension 256]
 //                         [--vocabulary corpus|synthetic] [--eval bench/eval] [--dir /tmp/engram-scale]
+//                         [--expansion on|concepts|off]
+//
+// --expansion on (default) ranks with query expansion as `engram serve` does by default
+// (the built-in concept map and WordNet from /usr/share/wordnet, default weights);
+// concepts uses the concept map only; off measures ranking without it.
 //
 // --vocabulary corpus (default) builds episodes from bench/eval's episodes (words swapped
 // between them, a unique ticket number each) and asks bench/eval's queries: word
@@ -34,6 +39,7 @@
 #include "engram/sqlite_backend.h"
 #include "model/search_text.h"
 #include "retrieval/retriever.h"
+#include "semantics/query_expander.h"
 #include "retrieval/vector_index.h"
 
 namespace engram {
@@ -56,6 +62,7 @@ int Main(int argc, char** argv) {
   std::string dir = "/tmp/engram-scale-" + std::to_string(::getpid());
   std::string vocabulary = "corpus";
   std::string eval_dir = "bench/eval";
+  std::string expansion = "on";
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i], v = argv[i + 1];
     if (a == "--sizes") {
@@ -72,6 +79,8 @@ int Main(int argc, char** argv) {
       eval_dir = v;
     } else if (a == "--dir") {
       dir = v;
+    } else if (a == "--expansion") {
+      expansion = v;
     }
   }
   FakeClock clock;
@@ -104,6 +113,18 @@ int Main(int argc, char** argv) {
   RankingOptions ranking;
   ranking.cache_entries = 0;  // measure the work, not the cache
   Retriever retriever(*store, clock, provider.get(), nullptr, ranking);
+  std::unique_ptr<WordNet> wordnet;
+  std::unique_ptr<QueryExpander> expander;
+  if (expansion == "on") {
+    auto wn = WordNet::Open("/usr/share/wordnet");
+    Check(wn.status(), "wordnet");
+    wordnet = *std::move(wn);
+  }
+  if (expansion == "on" || expansion == "concepts") {
+    expander = std::make_unique<QueryExpander>(&ConceptMap::Builtin(), wordnet.get());
+    retriever.SetExpander(expander.get(), ExpansionHealth{});
+  }
+  std::printf("query expansion: %s\n\n", expansion.c_str());
 
   std::printf("| episodes | ingest ep/s | ingest steps/s | embed ep/s | index build s | index mode | "
               "query p50 ms | query p95 ms | query max ms | RSS MiB | db MiB |\n");

@@ -4,7 +4,21 @@
 // and prints Recall@1/5/10, MRR and nDCG@10, overall and for the paraphrase queries.
 //
 //   retrieval_eval [--dir bench/eval] [--dimension 256] [--json] [--min-hybrid-recall5 0.80]
-//                  [--show-misses] [--weights S,L,C,RW,RC] [--min-similarity X] [--mmr-lambda X]
+//                  [--show-misses] [--weights S,L,C,RW,RC[,CO,WN]] [--min-similarity X]
+//                  [--mmr-lambda X] [--wordnet DIR] [--concepts FILE] [--no-expansion]
+//                  [--table] [--split all|even|odd] [--tune] [--store URL]
+//                  [--vector-expansion X] [--provider hashing|use]
+//
+// --store URL loads the corpus into the Turso / libSQL store at URL ("http://127.0.0.1:PORT",
+// token from ENGRAM_TURSO_TOKEN) instead of a temporary SQLite file; its database must hold no
+// episodes (bench/turso/run.sh eval starts a fresh tursodb).
+//
+// Query expansion (issue 8): the built-in concept map (plus --concepts FILE) and WordNet
+// from --wordnet (default /usr/share/wordnet; missing: a warning and no WordNet). --table
+// adds a row per semantic option (hybrid without expansion, + WordNet, + concept map,
+// lexical + expansion). --split evaluates the even- or odd-numbered queries only (in file
+// order). --tune searches the lexical/semantic/concepts/wordnet weights on the even half
+// and prints the odd half's figures for the defaults and for the weights found.
 //
 // Definitions (per query, then averaged over queries):
 //   Recall@k  |relevant ∩ top k| / min(k, |relevant|), relevant = every judged episode
@@ -19,6 +33,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -30,11 +45,16 @@
 #include <nlohmann/json.hpp>
 
 #include "common/fake_clock.h"
+#include "embedding/use_provider.h"
 #include "engram/embedding.h"
 #include "engram/memory.h"
 #include "engram/sqlite_backend.h"
+#include "engram/turso_backend.h"
 #include "retrieval/retriever.h"
 #include "retrieval/vector_index.h"
+#include "semantics/concept_map.h"
+#include "semantics/query_expander.h"
+#include "semantics/wordnet.h"
 
 namespace engram {
 namespace {
@@ -61,6 +81,14 @@ struct Args {
   std::optional<double> min_hybrid_recall5;
   bool show_misses = false;
   RankingOptions ranking{};
+  std::string provider = "hashing";  // or "use"
+  std::string wordnet_dir = "/usr/share/wordnet";
+  std::string concepts_file;
+  bool no_expansion = false;
+  bool table = false;
+  std::string split = "all";
+  bool tune = false;
+  std::string store_url;  // --store: a Turso / libSQL URL; empty: a temporary SQLite file
 };
 
 [[noreturn]] void Die(const std::string& message) {
@@ -217,14 +245,36 @@ Args ParseArgs(int argc, char** argv) {
       a.min_hybrid_recall5 = std::stod(value());
     } else if (arg == "--show-misses") {
       a.show_misses = true;
-    } else if (arg == "--weights") {  // semantic,lexical,context,reward,recency
+    } else if (arg == "--weights") {  // semantic,lexical,context,reward,recency[,concepts,wordnet]
       RankingWeights& w = a.ranking.weights;
-      if (std::sscanf(value().c_str(), "%lf,%lf,%lf,%lf,%lf", &w.semantic, &w.lexical, &w.context, &w.reward,
-                      &w.recency) != 5) {
-        Die("--weights: expected five numbers: semantic,lexical,context,reward,recency");
+      const int n = std::sscanf(value().c_str(), "%lf,%lf,%lf,%lf,%lf,%lf,%lf", &w.semantic, &w.lexical, &w.context,
+                                &w.reward, &w.recency, &w.concepts, &w.wordnet);
+      if (n != 5 && n != 7) {
+        Die("--weights: expected five or seven numbers: semantic,lexical,context,reward,recency[,concepts,wordnet]");
       }
+    } else if (arg == "--provider") {
+      a.provider = value();
+      if (a.provider != "hashing" && a.provider != "use") Die("--provider: hashing or use");
+    } else if (arg == "--wordnet") {
+      a.wordnet_dir = value();
+    } else if (arg == "--concepts") {
+      a.concepts_file = value();
+    } else if (arg == "--no-expansion") {
+      a.no_expansion = true;
+    } else if (arg == "--table") {
+      a.table = true;
+    } else if (arg == "--split") {
+      a.split = value();
+      if (a.split != "all" && a.split != "even" && a.split != "odd") Die("--split: all, even or odd");
+    } else if (arg == "--tune") {
+      a.tune = true;
+    } else if (arg == "--store") {
+      a.store_url = value();
+      if (!IsTursoUrl(a.store_url)) Die("--store: expected a Turso URL (libsql://, https:// or http://)");
     } else if (arg == "--min-similarity") {
       a.ranking.min_similarity = std::stod(value());
+    } else if (arg == "--vector-expansion") {
+      a.ranking.vector_expansion = std::stod(value());
     } else if (arg == "--mmr-lambda") {
       a.ranking.mmr_lambda = std::stod(value());
     } else {
@@ -250,7 +300,18 @@ int Main(int argc, char** argv) {
   SqliteOptions options;
   options.path = (tmp / "eval.db").string();
   options.durability = Durability::kNormal;
-  std::unique_ptr<StorageBackend> store = Must(OpenSqliteBackend(options), "open store");
+  std::unique_ptr<StorageBackend> store;
+  if (args.store_url.empty()) {
+    store = Must(OpenSqliteBackend(options), "open store");
+  } else {
+    TursoOptions turso;
+    turso.url = args.store_url;
+    if (const char* token = std::getenv("ENGRAM_TURSO_TOKEN")) turso.auth_token = token;
+    store = Must(OpenTursoBackend(turso), "open store");
+    if (Must(store->Stats(), "store stats").episodes != 0) {
+      Die("--store: the store at " + args.store_url + " is not empty");
+    }
+  }
   FakeClock clock;
   Memory memory(*store, clock, nullptr);
 
@@ -285,9 +346,14 @@ int Main(int argc, char** argv) {
   }
   if (engram_id.empty() || queries.empty()) Die("no corpus or no queries under " + dir.string());
 
-  HashingOptions hashing;
-  hashing.dimension = args.dimension;
-  std::unique_ptr<EmbeddingProvider> provider = Must(MakeHashingProvider(hashing, store.get()), "provider");
+  std::unique_ptr<EmbeddingProvider> provider;
+  if (args.provider == "use") {
+    provider = Must(MakeUseProvider(UseOptions{}), "use provider");
+  } else {
+    HashingOptions hashing;
+    hashing.dimension = args.dimension;
+    provider = Must(MakeHashingProvider(hashing, store.get()), "provider");
+  }
   clock.Set(Timestamp(std::chrono::milliseconds(kEvalNowMs)));
   Retriever retriever(*store, clock, provider.get(), nullptr, args.ranking);
   Must(retriever.IndexPending(0).status(), "index");
@@ -295,13 +361,55 @@ int Main(int argc, char** argv) {
   retriever.SetIndex(index.get());
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
 
-  const std::vector<std::pair<std::string, RetrievalMode>> modes = {
-      {"lexical", RetrievalMode::kLexical}, {"vector", RetrievalMode::kVector}, {"hybrid", RetrievalMode::kHybrid}};
-  std::map<std::string, Scores> all, para;
-  size_t paraphrases = 0;
-  for (const Query& q : queries) paraphrases += q.paraphrase;
-  for (const auto& [name, mode] : modes) {
-    for (const Query& q : queries) {
+  // Query expansion.
+  ConceptMap concepts = ConceptMap::Builtin();
+  if (!args.concepts_file.empty()) concepts.Merge(Must(ConceptMap::LoadFile(args.concepts_file), "concepts"));
+  std::unique_ptr<WordNet> wordnet;
+  if (Result<std::unique_ptr<WordNet>> wn = WordNet::Open(args.wordnet_dir); wn.ok()) {
+    wordnet = *std::move(wn);
+  } else {
+    std::fprintf(stderr, "retrieval_eval: warning: no WordNet expansion: %s\n", wn.status().ToString().c_str());
+  }
+  QueryExpander expander(&concepts, wordnet.get());
+  if (!args.no_expansion) retriever.SetExpander(&expander, ExpansionHealth{});
+
+  struct Row {
+    std::string name;
+    RetrievalMode mode;
+    RankingOptions options;
+  };
+  auto with = [&](double concepts_weight, double wordnet_weight) {
+    RankingOptions o = args.ranking;
+    o.weights.concepts = concepts_weight;
+    o.weights.wordnet = wordnet_weight;
+    if (concepts_weight == 0 && wordnet_weight == 0) o.vector_expansion = 0;  // no expansion at all
+    return o;
+  };
+  const RankingWeights& dw = args.ranking.weights;
+  std::vector<Row> rows = {{"lexical", RetrievalMode::kLexical, with(0, 0)},
+                           {"vector", RetrievalMode::kVector, with(0, 0)},
+                           {"hybrid", RetrievalMode::kHybrid, args.ranking}};
+  if (args.table) {
+    rows.insert(rows.begin() + 2, {Row{"lex+exp", RetrievalMode::kLexical, args.ranking},
+                                   Row{"hyb-plain", RetrievalMode::kHybrid, with(0, 0)},
+                                   Row{"+wordnet", RetrievalMode::kHybrid, with(0, dw.wordnet > 0 ? dw.wordnet : 0.15)},
+                                   Row{"+concepts", RetrievalMode::kHybrid, with(dw.concepts > 0 ? dw.concepts : 0.3, 0)}});
+  }
+
+  auto in_split = [](const std::string& split, size_t i) {
+    return split == "all" || (split == "even") == (i % 2 == 0);
+  };
+  // Runs every query of `split` with `options` in `mode`: (all, paraphrase) means; the
+  // other queries' (the literal ones') sums are left in `literal`.
+  Scores literal;
+  auto evaluate = [&](const RankingOptions& options, RetrievalMode mode, const std::string& split,
+                      bool show_misses) -> std::pair<Scores, Scores> {
+    Must(retriever.SetOptions(options), "ranking options");
+    Scores all, para;
+    literal = Scores{};
+    for (size_t qi = 0; qi < queries.size(); ++qi) {
+      if (!in_split(split, qi)) continue;
+      const Query& q = queries[qi];
       RetrievalQuery rq;
       rq.text = q.text;
       rq.domain = q.domain;
@@ -311,9 +419,10 @@ int Main(int argc, char** argv) {
       std::vector<std::string> ranked;
       for (const ScoredEpisode& s : r.episodes) ranked.push_back(s.episode.episode_id);
       Scores s = ScoreQuery(ranked, q.relevant);
-      all[name].Add(s);
-      if (q.paraphrase) para[name].Add(s);
-      if (args.show_misses && name == "hybrid" && s.r5 < 1) {
+      all.Add(s);
+      if (q.paraphrase) para.Add(s);
+      else literal.Add(s);
+      if (show_misses && s.r5 < 1) {
         std::printf("miss %s%s: \"%s\"\n", q.id.c_str(), q.paraphrase ? " (paraphrase)" : "", q.text.c_str());
         for (const auto& [id, g] : q.relevant) {
           auto pos = std::find(ranked.begin(), ranked.end(), id);
@@ -326,29 +435,84 @@ int Main(int argc, char** argv) {
         }
       }
     }
+    return {all.Mean(), para.Mean()};
+  };
+
+  size_t paraphrases = 0;
+  for (size_t qi = 0; qi < queries.size(); ++qi) paraphrases += in_split(args.split, qi) && queries[qi].paraphrase;
+  size_t evaluated = 0;
+  for (size_t qi = 0; qi < queries.size(); ++qi) evaluated += in_split(args.split, qi);
+
+  if (args.tune) {
+    // Grid search on the even half; the odd half is the honest figure.
+    auto objective = [](const std::pair<Scores, Scores>& r) {
+      return r.first.r5 + r.first.mrr + r.second.r5 + r.second.mrr;
+    };
+    RankingOptions best = args.ranking;
+    double best_value = -1;
+    const double grid[] = {0.0, 0.1, 0.2, 0.35, 0.5};
+    for (double sem : grid) {
+      for (double lex : {0.3, 0.5, 0.7}) {
+        for (double con : grid) {
+          for (double wn : {0.0, 0.05, 0.1, 0.2}) {
+            RankingOptions o = args.ranking;
+            o.weights.semantic = sem, o.weights.lexical = lex, o.weights.concepts = con, o.weights.wordnet = wn;
+            const double v = objective(evaluate(o, RetrievalMode::kHybrid, "even", false));
+            if (v > best_value + 1e-9) best_value = v, best = o;
+          }
+        }
+      }
+    }
+    const RankingWeights& b = best.weights;
+    std::printf("tuned on the even half: --weights %.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f\n\n", b.semantic, b.lexical,
+                b.context, b.reward, b.recency, b.concepts, b.wordnet);
+    std::printf("| weights  | half | queries    | R@1   | R@5   | R@10  | MRR   | nDCG@10 |\n");
+    std::printf("|----------|------|------------|-------|-------|-------|-------|---------|\n");
+    for (const auto& [label, o] : {std::pair{"given", args.ranking}, std::pair{"tuned", best}}) {
+      for (const char* half : {"even", "odd"}) {
+        auto [a, p] = evaluate(o, RetrievalMode::kHybrid, half, false);
+        for (const auto& [subset, m] : {std::pair{"all", a}, std::pair{"paraphrase", p}}) {
+          std::printf("| %-8s | %-4s | %-10s | %.3f | %.3f | %.3f | %.3f | %.3f   |\n", label, half, subset, m.r1,
+                      m.r5, m.r10, m.mrr, m.ndcg);
+        }
+      }
+    }
+    return 0;
   }
 
-  const double hybrid_r5 = all["hybrid"].Mean().r5;
+  std::map<std::string, std::pair<Scores, Scores>> results;
+  std::map<std::string, Scores> literal_results;
+  for (const Row& row : rows) {
+    results[row.name] = evaluate(row.options, row.mode, args.split, args.show_misses && row.name == "hybrid");
+    literal_results[row.name] = literal.Mean();
+  }
+  const double hybrid_r5 = results["hybrid"].first.r5;
   if (args.json) {
-    Json out = {{"episodes", engram_id.size()}, {"queries", queries.size()}, {"paraphrases", paraphrases},
-                {"provider", provider->Space().Key()}, {"load_seconds", load_s}};
-    for (const auto& [name, mode] : modes) {
-      for (const auto& [subset, table] : {std::pair{"all", &all}, std::pair{"paraphrase", &para}}) {
-        Scores m = (*table)[name].Mean();
-        out[name][subset] = {{"recall@1", m.r1}, {"recall@5", m.r5}, {"recall@10", m.r10}, {"mrr", m.mrr},
-                             {"ndcg@10", m.ndcg}};
+    Json out = {{"episodes", engram_id.size()}, {"queries", evaluated}, {"paraphrases", paraphrases},
+                {"provider", provider->Space().Key()}, {"load_seconds", load_s}, {"split", args.split},
+                {"wordnet", wordnet != nullptr}, {"concept_groups", concepts.size()}};
+    for (const Row& row : rows) {
+      for (const auto& [subset, m] : {std::pair{"all", results[row.name].first},
+                                      std::pair{"paraphrase", results[row.name].second},
+                                      std::pair{"literal", literal_results[row.name]}}) {
+        out[row.name][subset] = {{"recall@1", m.r1}, {"recall@5", m.r5}, {"recall@10", m.r10}, {"mrr", m.mrr},
+                                 {"ndcg@10", m.ndcg}};
       }
     }
     std::cout << out.dump(2) << "\n";
   } else {
-    std::printf("engram retrieval eval: %zu episodes, %zu queries (%zu paraphrases), %s, loaded+indexed in %.1f s\n\n",
-                engram_id.size(), queries.size(), paraphrases, provider->Space().Key().c_str(), load_s);
-    std::printf("| mode    | queries    | R@1   | R@5   | R@10  | MRR   | nDCG@10 |\n");
-    std::printf("|---------|------------|-------|-------|-------|-------|---------|\n");
-    for (const auto& [name, mode] : modes) {
-      for (const auto& [subset, table] : {std::pair{"all", &all}, std::pair{"paraphrase", &para}}) {
-        Scores m = (*table)[name].Mean();
-        std::printf("| %-7s | %-10s | %.3f | %.3f | %.3f | %.3f | %.3f   |\n", name.c_str(), subset, m.r1, m.r5,
+    std::printf("engram retrieval eval: %zu episodes, %zu queries (%zu paraphrases, split %s), %s, loaded+indexed in "
+                "%.1f s; expansion: %s, %zu concept groups, WordNet %s\n\n",
+                engram_id.size(), evaluated, paraphrases, args.split.c_str(), provider->Space().Key().c_str(), load_s,
+                args.no_expansion ? "off" : "on", concepts.size(), wordnet ? "on" : "off");
+    std::printf("| mode      | queries    | R@1   | R@5   | R@10  | MRR   | nDCG@10 |\n");
+    std::printf("|-----------|------------|-------|-------|-------|-------|---------|\n");
+    for (const Row& row : rows) {
+      for (const auto& [subset, m] : {std::pair{"all", results[row.name].first},
+                                      std::pair{"paraphrase", results[row.name].second},
+                                      std::pair{"literal", literal_results[row.name]}}) {
+        if (!args.table && std::string_view(subset) == "literal") continue;
+        std::printf("| %-9s | %-10s | %.3f | %.3f | %.3f | %.3f | %.3f   |\n", row.name.c_str(), subset, m.r1, m.r5,
                     m.r10, m.mrr, m.ndcg);
       }
     }

@@ -76,7 +76,8 @@ Status RunQuery(Session& session, const QueryArgs& a) {
                             {"score", s.score}};
       if (a.explain) {
         hit["why"] = {{"semantic", s.semantic}, {"lexical", s.lexical}, {"context", s.context},
-                      {"reward", s.reward},     {"recency", s.recency}};
+                      {"reward", s.reward},     {"recency", s.recency},
+                      {"concepts", s.concepts}, {"wordnet", s.wordnet}};
       }
       episodes.push_back(std::move(hit));
     }

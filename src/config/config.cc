@@ -273,14 +273,17 @@ const KeyDef kKeys[] = {
      [](const Config& config) { return std::to_string(config.busy_timeout.count()); }},
 
     {"storage.url", KeyType::kString, Reload::kRestart, "ENGRAM_STORE",
-     "postgres://user@host/db to keep memory in PostgreSQL instead of storage.db; empty: SQLite",
+     "postgres://user@host/db to keep memory in PostgreSQL, libsql://db.turso.io in Turso, instead of "
+     "storage.db; empty: SQLite",
      [](const Getenv&) -> Result<std::string> { return std::string(); },
      [](std::string_view text, const Getenv&, Config& config) -> Status {
        std::string_view url = StripAsciiWhitespace(text);
        // The value may hold a password: errors never repeat it.
-       if (!url.empty() && !url.starts_with("postgres://") && !url.starts_with("postgresql://")) {
+       if (!url.empty() && !url.starts_with("postgres://") && !url.starts_with("postgresql://") &&
+           !url.starts_with("libsql://") && !url.starts_with("https://") && !url.starts_with("http://")) {
          return InvalidArgumentError(
-             "expected a postgres:// or postgresql:// URL, or empty for the SQLite file in storage.db");
+             "expected a postgres:// or postgresql:// URL (PostgreSQL), a libsql://, https:// or http:// URL "
+             "(Turso), or empty for the SQLite file in storage.db");
        }
        config.store_url = std::string(url);
        return OkStatus();
@@ -300,8 +303,30 @@ const KeyDef kKeys[] = {
      },
      [](const Config& config) { return config.password_file; }},
 
+    {"storage.turso_token", KeyType::kString, Reload::kRestart, "ENGRAM_TURSO_TOKEN",
+     "auth token of a Turso store (storage.url libsql://...); storage.turso_token_file wins when set",
+     [](const Getenv&) -> Result<std::string> { return std::string(); },
+     [](std::string_view text, const Getenv&, Config& config) -> Status {
+       config.turso_token = std::string(StripAsciiWhitespace(text));
+       return OkStatus();
+     },
+     [](const Config& config) { return config.turso_token.empty() ? std::string() : std::string("********"); }},
+
+    {"storage.turso_token_file", KeyType::kString, Reload::kRestart, "",
+     "file whose first line is the auth token of a Turso store (wins over storage.turso_token)",
+     [](const Getenv&) -> Result<std::string> { return std::string(); },
+     [](std::string_view text, const Getenv& getenv, Config& config) -> Status {
+       if (StripAsciiWhitespace(text).empty()) {
+         config.turso_token_file.clear();
+         return OkStatus();
+       }
+       ENGRAM_ASSIGN_OR_RETURN(config.turso_token_file, ExpandHome(text, getenv));
+       return OkStatus();
+     },
+     [](const Config& config) { return config.turso_token_file; }},
+
     {"storage.pool_size", KeyType::kInteger, Reload::kRestart, "",
-     "PostgreSQL connections each engram process keeps at most; more callers wait for one",
+     "PostgreSQL connections (Turso: requests in flight) each engram process keeps at most; more callers wait",
      [](const Getenv&) -> Result<std::string> { return std::string("10"); },
      [](std::string_view text, const Getenv&, Config& config) -> Status {
        ENGRAM_ASSIGN_OR_RETURN(config.pool_size, ParseIntInRange(text, 1, kMaxPoolSize));
@@ -551,7 +576,7 @@ const KeyDef kKeys[] = {
 
     ENGRAM_NUMBER_KEY("retrieval.weight_semantic", Reload::kLive, retrieval.weight_semantic, "0.2", 0.0, 100.0,
                       "query_memory: weight of embedding similarity"),
-    ENGRAM_NUMBER_KEY("retrieval.weight_lexical", Reload::kLive, retrieval.weight_lexical, "0.5", 0.0, 100.0,
+    ENGRAM_NUMBER_KEY("retrieval.weight_lexical", Reload::kLive, retrieval.weight_lexical, "0.7", 0.0, 100.0,
                       "query_memory: weight of full-text (BM25) match"),
     ENGRAM_NUMBER_KEY("retrieval.weight_context", Reload::kLive, retrieval.weight_context, "0.15", 0.0, 100.0,
                       "query_memory: weight of domain / task type / language / framework / tag match"),
@@ -571,13 +596,46 @@ const KeyDef kKeys[] = {
                        "nearest-neighbour hits considered per query"),
     ENGRAM_INTEGER_KEY("retrieval.exact_below", Reload::kRestart, retrieval.exact_below, "5000", 0, 100000000,
                        "the vector index scans exactly below this many vectors and uses HNSW above"),
+    ENGRAM_NUMBER_KEY("retrieval.weight_concepts", Reload::kLive, retrieval.weight_concepts, "0.35", 0.0, 100.0,
+                      "query_memory: weight of the software-engineering concept map's synonyms (0: off)"),
+    ENGRAM_NUMBER_KEY("retrieval.weight_wordnet", Reload::kLive, retrieval.weight_wordnet, "0.05", 0.0, 100.0,
+                      "query_memory: weight of WordNet synonyms of the query's plain words (0: off)"),
+    {"retrieval.concepts_file", KeyType::kString, Reload::kRestart, "",
+     "a concept file (docs/concepts.md) merged into the built-in concept map; empty: none",
+     [](const Getenv&) -> Result<std::string> { return std::string(); },
+     [](std::string_view text, const Getenv& getenv, Config& config) -> Status {
+       if (StripAsciiWhitespace(text).empty()) {
+         config.retrieval.concepts_file.clear();
+         return OkStatus();
+       }
+       ENGRAM_ASSIGN_OR_RETURN(config.retrieval.concepts_file, ExpandHome(StripAsciiWhitespace(text), getenv));
+       return OkStatus();
+     },
+     [](const Config& config) { return config.retrieval.concepts_file; }},
+    {"retrieval.wordnet_dir", KeyType::kString, Reload::kRestart, "",
+     "folder of the WordNet database (Debian wordnet-base); empty: no WordNet expansion",
+     [](const Getenv&) -> Result<std::string> { return std::string("/usr/share/wordnet"); },
+     [](std::string_view text, const Getenv& getenv, Config& config) -> Status {
+       if (StripAsciiWhitespace(text).empty()) {
+         config.retrieval.wordnet_dir.clear();
+         return OkStatus();
+       }
+       ENGRAM_ASSIGN_OR_RETURN(config.retrieval.wordnet_dir, ExpandHome(StripAsciiWhitespace(text), getenv));
+       return OkStatus();
+     },
+     [](const Config& config) { return config.retrieval.wordnet_dir; }},
+    ENGRAM_INTEGER_KEY("retrieval.wordnet_senses", Reload::kRestart, retrieval.wordnet_senses, "1", 1, 5,
+                       "WordNet senses expanded per part of speech (the most frequent first)"),
+    ENGRAM_NUMBER_KEY("retrieval.vector_expansion", Reload::kLive, retrieval.vector_expansion, "1", 0.0, 10.0,
+                      "query_memory: weight of the concept map's alternatives added to the query's vector (0: off)"),
     {"embedding.provider", KeyType::kString, Reload::kRestart, "",
-     "embedding provider: hashing (built in, no network), http (an OpenAI-compatible /v1/embeddings) or none",
+     "embedding provider: hashing (built in, no network), use (the local Universal Sentence Encoder lite "
+     "model; falls back to hashing if it cannot start), http (an OpenAI-compatible /v1/embeddings) or none",
      [](const Getenv&) -> Result<std::string> { return std::string("hashing"); },
      [](std::string_view text, const Getenv&, Config& config) -> Status {
        std::string value = AsciiLower(StripAsciiWhitespace(text));
-       if (value != "hashing" && value != "http" && value != "none") {
-         return InvalidArgumentError("expected hashing, http or none, got \"" + std::string(text.substr(0, 64)) + "\"");
+       if (value != "hashing" && value != "use" && value != "http" && value != "none") {
+         return InvalidArgumentError("expected hashing, use, http or none, got \"" + std::string(text.substr(0, 64)) + "\"");
        }
        config.embedding.provider = value;
        return OkStatus();
@@ -595,6 +653,15 @@ const KeyDef kKeys[] = {
        return OkStatus();
      },
      [](const Config& config) { return config.embedding.api_key_file; }},
+    {"embedding.model_dir", KeyType::kString, Reload::kRestart, "",
+     "use provider: folder of the model files (model.json, shards, vocab.json); empty: the one "
+     "scripts/install-deps fills under models/",
+     [](const Getenv&) -> Result<std::string> { return std::string(); },
+     [](std::string_view text, const Getenv& getenv, Config& config) -> Status {
+       ENGRAM_ASSIGN_OR_RETURN(config.embedding.model_dir, ExpandHome(StripAsciiWhitespace(text), getenv));
+       return OkStatus();
+     },
+     [](const Config& config) { return config.embedding.model_dir; }},
     ENGRAM_INTEGER_KEY("embedding.timeout_ms", Reload::kRestart, embedding.timeout_ms, "5000", 10, 600000,
                        "http provider: timeout of one request, connect included"),
     ENGRAM_INTEGER_KEY("embedding.batch_size", Reload::kRestart, embedding.batch_size, "32", 1, 2048, "http provider: texts per request"),

@@ -83,14 +83,20 @@ struct Config {
   std::string db_path;                            // storage.db, "~/" already expanded
   Durability durability = Durability::kFull;      // storage.durability
   std::chrono::milliseconds busy_timeout{10000};  // storage.busy_timeout_ms
-  // storage.url: a postgres:// or postgresql:// URL stores memory in that PostgreSQL database
-  // instead of the SQLite file (storage.db); empty: SQLite. Env ENGRAM_STORE, flag --store.
+  // storage.url: a postgres:// or postgresql:// URL stores memory in that PostgreSQL database,
+  // a libsql://, https:// or http:// URL in that Turso / libSQL database, instead of the
+  // SQLite file (storage.db); empty: SQLite. Env ENGRAM_STORE, flag --store.
   // May hold a password: show it only through `config show` (which masks it).
   std::string store_url;
   // storage.password_file, "~/" already expanded: the PostgreSQL password is the file's first
   // line; wins over a password in storage.url and PGPASSWORD. Empty: none.
   std::string password_file;
-  int64_t pool_size = 10;  // storage.pool_size: PostgreSQL connections per process
+  int64_t pool_size = 10;  // storage.pool_size: PostgreSQL connections (Turso requests in flight) per process
+  // storage.turso_token (env ENGRAM_TURSO_TOKEN) and storage.turso_token_file ("~/" expanded;
+  // its first line, which wins when set): the auth token of a Turso store (storage.url
+  // libsql://, https:// or http://). Secret: `config show` masks the token.
+  std::string turso_token;
+  std::string turso_token_file;
   // cache.enabled ("true"/"false"), cache.max_entries, cache.ttl_seconds: the LMDB cache in
   // front of the store (storage/lmdb), in the folder storage.db + ".cache".
   bool cache_enabled = true;
@@ -125,7 +131,7 @@ struct Config {
   // retrieval.*: how query_memory ranks (retrieval/retriever.h). Weights need not sum to 1.
   struct Retrieval {
     double weight_semantic = 0.20;
-    double weight_lexical = 0.50;
+    double weight_lexical = 0.70;
     double weight_context = 0.15;
     double weight_reward = 0.10;
     double weight_recency = 0.05;
@@ -135,15 +141,26 @@ struct Config {
     int64_t lexical_candidates = 50;
     int64_t vector_candidates = 50;
     int64_t exact_below = 5000;  // vector index: exact scan below this many vectors, HNSW above
+    // Query expansion (semantics/query_expander.h, issue 8): weights of the concept-map and
+    // WordNet components (0: that source off), an extra concept file merged into the built-in
+    // map ("" none, "~/" expanded), the WordNet database folder ("" none) and how many senses
+    // of each part of speech WordNet expands.
+    double weight_concepts = 0.35;
+    double weight_wordnet = 0.05;
+    std::string concepts_file;
+    std::string wordnet_dir = "/usr/share/wordnet";
+    int64_t wordnet_senses = 1;
+    double vector_expansion = 1.0;  // weight of the concept alternatives in the query's vector
   } retrieval;
 
   // embedding.*: the EmbeddingProvider (include/engram/embedding.h).
   struct Embedding {
-    std::string provider = "hashing";  // "hashing", "http" or "none" (lexical retrieval only)
+    std::string provider = "hashing";  // "hashing", "use", "http" or "none" (lexical retrieval only)
     int64_t dimension = 256;           // hashing: vector length; http: the expected length (0: any)
     std::string url;                   // http: the /v1/embeddings endpoint
     std::string model;                 // http: the model name sent
     std::string api_key_file;          // http: file whose first line is the API key ("~/" expanded)
+    std::string model_dir;             // use: folder of model.json, shards, vocab.json (empty: default)
     int64_t timeout_ms = 5000;
     int64_t batch_size = 32;
     int64_t max_retries = 2;

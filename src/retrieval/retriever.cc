@@ -10,6 +10,7 @@
 #include "common/logging.h"
 #include "model/search_text.h"
 #include "retrieval/vector_index.h"
+#include "semantics/query_expander.h"
 
 namespace engram {
 
@@ -34,16 +35,20 @@ Status ValidateRankingOptions(const RankingOptions& o) {
   const RankingWeights& w = o.weights;
   for (auto [name, v] : {std::pair{"semantic", w.semantic}, std::pair{"lexical", w.lexical},
                          std::pair{"context", w.context}, std::pair{"reward", w.reward},
-                         std::pair{"recency", w.recency}}) {
+                         std::pair{"recency", w.recency}, std::pair{"concepts", w.concepts},
+                         std::pair{"wordnet", w.wordnet}}) {
     if (!(v >= 0) || !std::isfinite(v)) {
       return InvalidArgumentError(std::string("retrieval.weights.") + name + ": must be a number >= 0");
     }
   }
-  if (w.semantic + w.lexical + w.context + w.reward + w.recency <= 0) {
+  if (w.semantic + w.lexical + w.context + w.reward + w.recency + w.concepts + w.wordnet <= 0) {
     return InvalidArgumentError("retrieval.weights: at least one weight must be above 0");
   }
   if (!(o.mmr_lambda >= 0 && o.mmr_lambda <= 1)) {
     return InvalidArgumentError("retrieval.mmr_lambda: must be between 0 and 1");
+  }
+  if (!(o.vector_expansion >= 0 && o.vector_expansion <= 10)) {
+    return InvalidArgumentError("retrieval.vector_expansion: must be between 0 and 10");
   }
   if (!(o.min_similarity >= -1 && o.min_similarity <= 1)) {
     return InvalidArgumentError("retrieval.min_similarity: must be between -1 and 1");
@@ -242,6 +247,19 @@ Status Retriever::SetOptions(RankingOptions options) {
   return OkStatus();
 }
 
+void Retriever::SetExpander(const QueryExpander* expander, ExpansionHealth health) {
+  MutexLock lock(mu_);
+  expander_.store(expander, std::memory_order_release);
+  expansion_health_ = std::move(health);
+  expansion_health_.configured = expander != nullptr;
+  cache_.clear();
+}
+
+ExpansionHealth Retriever::Expansion() const {
+  MutexLock lock(mu_);
+  return expansion_health_;
+}
+
 RetrievalMetrics Retriever::Metrics() const {
   MutexLock lock(mu_);
   return metrics_;
@@ -328,6 +346,44 @@ Result<RetrievalResult> Retriever::Compute(const RetrievalQuery& q, std::string_
   }
   if (cancelled()) return CancelledError("retrieval was cancelled");
 
+  // Expansion: the query's concept-map and WordNet facets, for the sources that weigh
+  // something. Their words fetch more candidates in one more full-text search.
+  ExpandedQuery expanded;
+  const QueryExpander* const expander = expander_.load(std::memory_order_acquire);
+  const RankingWeights& w = options.weights;
+  // The concept alternatives also go into the query's vector (vector_expansion).
+  std::string vector_extra;
+  if (expander != nullptr && (w.concepts > 0 || w.wordnet > 0 || options.vector_expansion > 0)) {
+    expanded = expander->Expand(text);
+    if (options.vector_expansion > 0 && q.mode != RetrievalMode::kLexical) {
+      for (const ExpansionFacet& f : expanded.facets) {
+        if (f.source != ExpansionSource::kConcept) continue;
+        for (const ExpansionTerm& t : f.terms) vector_extra += (vector_extra.empty() ? "" : ", ") + t.text;
+      }
+    }
+    std::erase_if(expanded.facets, [&w, &q](const ExpansionFacet& f) {
+      return q.mode == RetrievalMode::kVector ||
+             (f.source == ExpansionSource::kConcept ? w.concepts : w.wordnet) <= 0;
+    });
+    std::vector<std::string> extra = expanded.ExtraWords(ExpansionSource::kConcept);
+    for (std::string& word : expanded.ExtraWords(ExpansionSource::kWordNet)) {
+      if (std::find(extra.begin(), extra.end(), word) == extra.end()) extra.push_back(std::move(word));
+    }
+    if (!extra.empty() && options.lexical_candidates > 0) {
+      TextSearchRequest req;
+      req.words = std::move(extra);
+      req.limit = options.lexical_candidates;
+      if (q.domain_filter) req.domain = q.domain;
+      req.allowed_domains = q.allowed_domains;
+      ENGRAM_ASSIGN_OR_RETURN(std::vector<TextHit> hits, store_.SearchText(req));
+      result.expansion_hits = hits.size();
+      for (const TextHit& h : hits) candidates.try_emplace(h.episode_id);
+    }
+  }
+  const bool concepts_in_play = expanded.Has(ExpansionSource::kConcept);
+  const bool wordnet_in_play = expanded.Has(ExpansionSource::kWordNet);
+  if (cancelled()) return CancelledError("retrieval was cancelled");
+
   // Vector side.
   std::vector<float> query_vector;
   bool semantic = false;
@@ -343,15 +399,27 @@ Result<RetrievalResult> Retriever::Compute(const RetrievalQuery& q, std::string_
     } else if (*stale) {
       why = "the stored vectors were made by another embedding provider; run `engram reindex`";
     } else {
-      std::string one(text);
-      Result<std::vector<std::vector<float>>> v = provider_->Embed(std::span<const std::string>(&one, 1),
-                                                                   EmbedPurpose::kQuery);
+      std::vector<std::string> texts = {std::string(text)};
+      if (!vector_extra.empty()) texts.push_back(vector_extra);
+      Result<std::vector<std::vector<float>>> v = provider_->Embed(texts, EmbedPurpose::kQuery);
       if (!v.ok()) {
         why = std::string(v.status().message());
       } else if (Status s = index->CatchUp(); !s.ok()) {
         why = "vector index: " + std::string(s.message());
       } else {
         query_vector = std::move(v->front());
+        if (v->size() == 2) {
+          // query + β · alternatives, unit length again.
+          double norm = 0;
+          for (size_t i = 0; i < query_vector.size(); ++i) {
+            query_vector[i] += static_cast<float>(options.vector_expansion) * (*v)[1][i];
+            norm += static_cast<double>(query_vector[i]) * query_vector[i];
+          }
+          if (norm > 0) {
+            const auto inv = static_cast<float>(1.0 / std::sqrt(norm));
+            for (float& x : query_vector) x *= inv;
+          }
+        }
         semantic = true;
       }
     }
@@ -372,8 +440,9 @@ Result<RetrievalResult> Retriever::Compute(const RetrievalQuery& q, std::string_
   if (cancelled()) return CancelledError("retrieval was cancelled");
 
   // Load and score.
-  const RankingWeights& w = options.weights;
   double weight_total = w.context + w.reward + w.recency;
+  if (concepts_in_play) weight_total += w.concepts;
+  if (wordnet_in_play) weight_total += w.wordnet;
   if (semantic) weight_total += w.semantic;
   if (q.mode != RetrievalMode::kVector) weight_total += w.lexical;
   const Timestamp now = clock_.Now();
@@ -414,7 +483,15 @@ Result<RetrievalResult> Retriever::Compute(const RetrievalQuery& q, std::string_
     const double age_ms = std::max<double>(0.0, static_cast<double>((now - *e.end_time).count()));
     s.recency = std::pow(0.5, age_ms / half_life_ms);
     s.context = ContextScore(q, e);
+    if (concepts_in_play || wordnet_in_play) {
+      const SearchDocument doc = BuildSearchDocument(e);
+      const ExpansionScores x = ScoreExpansion(expanded, DocumentTerms(expanded, doc.title, doc.body));
+      s.concepts = x.concepts;
+      s.wordnet = x.wordnet;
+    }
     double sum = w.context * s.context + w.reward * s.reward + w.recency * s.recency;
+    if (concepts_in_play) sum += w.concepts * s.concepts;
+    if (wordnet_in_play) sum += w.wordnet * s.wordnet;
     if (semantic) sum += w.semantic * s.semantic;
     if (q.mode != RetrievalMode::kVector) sum += w.lexical * s.lexical;
     s.score = weight_total > 0 ? sum / weight_total : 0;

@@ -16,6 +16,11 @@
 //      reward    reward.total / kMaxRewardTotal
 //      context   shares earned of domain, task type, language, framework and tags the
 //                query names (0 when it names none)
+//      concepts  with a query expander (semantics/query_expander.h): the mean over the
+//                query's concept-map facets of the best term of each the episode holds
+//                (1 in the task description, 0.75 elsewhere; '~' terms count half)
+//      wordnet   the same over the WordNet synonyms of the query's plain words
+//    Expansion also adds candidates: one more full-text search for the facets' words.
 //    score = Σ weight · component / Σ weight of the components in play: when semantic
 //    ranking is unavailable (no provider, the provider failed, or vectors are stale) the
 //    semantic weight drops out, and RetrievalResult::notice says so.
@@ -49,6 +54,7 @@
 namespace engram {
 
 class VectorIndex;
+class QueryExpander;
 
 // The largest reward total the formula can give (core/reward.h).
 inline constexpr double kMaxRewardTotal = 3.2;
@@ -58,14 +64,18 @@ inline constexpr size_t kCharsPerToken = 4;
 // A query longer than this is cut to it (at a UTF-8 boundary) before anything else.
 inline constexpr size_t kMaxQueryChars = 2'000;
 
-// Defaults chosen on bench/eval (`make eval`) with the hashing provider; see the note in
-// bench/eval/README.md.
+// Defaults chosen on bench/eval (`make eval`) with the hashing provider: lexical, semantic,
+// concepts and wordnet by `retrieval_eval --tune` on the even half of the queries, checked on
+// the odd half; see the note in bench/eval/README.md.
 struct RankingWeights {
   double semantic = 0.20;
-  double lexical = 0.50;
+  double lexical = 0.70;
   double context = 0.15;
   double reward = 0.10;
   double recency = 0.05;
+  // Query expansion (issue 8); in play only with an expander and a query it expands.
+  double concepts = 0.35;
+  double wordnet = 0.05;
 };
 
 struct RankingOptions {
@@ -77,6 +87,9 @@ struct RankingOptions {
   // Nearest neighbours less similar than this (cosine) are not candidates: a query about
   // nothing in the store should not get the least unrelated episodes back.
   double min_similarity = 0.10;
+  // With a query expander: the query's vector becomes query + vector_expansion ·
+  // (its concept-map alternatives), normalised; 0: the query's own vector only.
+  double vector_expansion = 1.0;
   size_t cache_entries = 256;         // 0: no query cache
 };
 // Errors: kInvalidArgument naming the bad option (negative weight, all weights 0, λ outside
@@ -114,6 +127,8 @@ struct ScoredEpisode {
   double recency = 0;
   double reward = 0;
   double context = 0;
+  double concepts = 0;
+  double wordnet = 0;
   size_t tokens = 0;  // EstimateTokens(episode)
 };
 
@@ -126,6 +141,14 @@ struct RetrievalResult {
   bool from_cache = false;
   size_t lexical_hits = 0;
   size_t vector_hits = 0;
+  size_t expansion_hits = 0;  // hits of the expansion's full-text search
+};
+
+// What query expansion can do, for health_check and logs.
+struct ExpansionHealth {
+  bool configured = false;  // an expander is set
+  bool healthy = true;      // false: expansion cannot work as configured
+  std::string detail;       // e.g. "concept map (244 groups) and WordNet"
 };
 
 // Counters for get_metrics / health_check.
@@ -147,6 +170,10 @@ class Retriever {
   // Sets the vector index once it is open (engram serve opens it in the background so
   // start-up stays fast; until then queries are lexical-only and say so).
   void SetIndex(VectorIndex* index) { index_.store(index, std::memory_order_release); }
+  // Sets the query expander (may be null: no expansion) and how healthy it is. Call before
+  // the first query; `expander` must outlive *this.
+  void SetExpander(const QueryExpander* expander, ExpansionHealth health) ENGRAM_LOCKS_EXCLUDED(mu_);
+  ExpansionHealth Expansion() const ENGRAM_LOCKS_EXCLUDED(mu_);
   ~Retriever();
   Retriever(const Retriever&) = delete;
   Retriever& operator=(const Retriever&) = delete;
@@ -194,11 +221,13 @@ class Retriever {
   Clock& clock_;
   EmbeddingProvider* const provider_;
   std::atomic<VectorIndex*> index_;
+  std::atomic<const QueryExpander*> expander_{nullptr};
 
   mutable Mutex mu_;
   // Swapped whole by SetOptions; a query holds the snapshot it started with.
   std::shared_ptr<const RankingOptions> options_ ENGRAM_GUARDED_BY(mu_);
   RetrievalMetrics metrics_ ENGRAM_GUARDED_BY(mu_);
+  ExpansionHealth expansion_health_ ENGRAM_GUARDED_BY(mu_);
   // LRU: front is newest.
   std::vector<std::unique_ptr<CacheEntry>> cache_ ENGRAM_GUARDED_BY(mu_);
 };

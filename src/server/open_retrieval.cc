@@ -2,6 +2,7 @@
 
 #include "common/logging.h"
 #include "core/event_bus.h"
+#include "embedding/use_provider.h"
 #include "server/open_store.h"
 
 namespace engram::server {
@@ -20,13 +21,52 @@ RankingOptions RankingOptionsFromConfig(const Config& config) {
                .lexical = r.weight_lexical,
                .context = r.weight_context,
                .reward = r.weight_reward,
-               .recency = r.weight_recency};
+               .recency = r.weight_recency,
+               .concepts = r.weight_concepts,
+               .wordnet = r.weight_wordnet};
   o.recency_half_life = std::chrono::hours(24 * r.recency_half_life_days);
   o.mmr_lambda = r.mmr_lambda;
   o.cache_entries = static_cast<size_t>(r.cache_entries);
   o.lexical_candidates = static_cast<size_t>(r.lexical_candidates);
   o.vector_candidates = static_cast<size_t>(r.vector_candidates);
+  o.vector_expansion = r.vector_expansion;
   return o;
+}
+
+Status RetrievalStack::OpenExpansion(const Config::Retrieval& r) {
+  // The concept map: built in, plus the deployment's file. A bad file is a configuration
+  // error (its message names the line); a missing WordNet only turns WordNet off.
+  concepts_ = std::make_unique<ConceptMap>(ConceptMap::Builtin());
+  if (!r.concepts_file.empty()) {
+    Result<ConceptMap> extra = ConceptMap::LoadFile(r.concepts_file);
+    if (!extra.ok()) {
+      return Status(extra.status().code(), "retrieval.concepts_file: " + std::string(extra.status().message()));
+    }
+    concepts_->Merge(*extra);
+  }
+  ExpansionHealth health;
+  health.detail = "concept map (" + std::to_string(concepts_->size()) + " groups)";
+  if (!r.wordnet_dir.empty()) {
+    Result<std::unique_ptr<WordNet>> wordnet = WordNet::Open(r.wordnet_dir);
+    if (wordnet.ok()) {
+      wordnet_ = *std::move(wordnet);
+      health.detail += " and WordNet (" + r.wordnet_dir + ")";
+    } else {
+      LogWarn("WordNet unavailable: query expansion uses the concept map only (install wordnet-base)",
+              {{"error", wordnet.status().ToString()}, {"wordnet_dir", r.wordnet_dir}});
+      // A warning, not a failure: retrieval works without WordNet (as a "use" provider that
+      // cannot start falls back to hashing and stays healthy).
+      health.detail += "; warning: WordNet unavailable, expansion uses the concept map only (" +
+                       wordnet.status().ToString() + "; install wordnet-base or set retrieval.wordnet_dir)";
+    }
+  } else {
+    health.detail += "; WordNet off (retrieval.wordnet_dir is empty)";
+  }
+  ExpansionOptions options;
+  options.wordnet_senses = static_cast<int>(r.wordnet_senses);
+  expander_ = std::make_unique<QueryExpander>(concepts_.get(), wordnet_.get(), options);
+  retriever_->SetExpander(expander_.get(), std::move(health));
+  return OkStatus();
 }
 
 RetrievalStack::~RetrievalStack() {
@@ -88,7 +128,25 @@ Result<std::unique_ptr<RetrievalStack>> OpenRetrieval(const Config& config, Stor
   stack->index_path_ = config.db_path + ".vectors.hnsw";
   stack->exact_below_ = static_cast<size_t>(config.retrieval.exact_below);
   const Config::Embedding& e = config.embedding;
-  if (e.provider == "hashing") {
+  if (e.provider == "use") {
+    // The local model; if it cannot start (files missing, model corrupt) engram runs on
+    // with the next provider, hashing, and says so in the log and in health_check.
+    UseOptions options;
+    options.model_dir = e.model_dir;
+    Result<std::unique_ptr<EmbeddingProvider>> use = MakeUseProvider(options);
+    if (use.ok()) {
+      stack->provider_ = std::move(*use);
+    } else {
+      const std::string note = "embedding provider \"use\" could not start (" + use.status().ToString() +
+                               "); fell back to hashing";
+      LogWarn("embedding provider \"use\" could not start; falling back to hashing",
+              {{"error", use.status().ToString()}, {"model_dir", e.model_dir.empty() ? DefaultUseModelDir() : e.model_dir}});
+      HashingOptions hashing;
+      hashing.dimension = static_cast<int>(e.dimension);
+      ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<EmbeddingProvider> fallback, MakeHashingProvider(hashing, &store));
+      stack->provider_ = WithFallbackNote(std::move(fallback), note);
+    }
+  } else if (e.provider == "hashing") {
     HashingOptions options;
     options.dimension = static_cast<int>(e.dimension);
     ENGRAM_ASSIGN_OR_RETURN(stack->provider_, MakeHashingProvider(options, &store));
@@ -110,6 +168,7 @@ Result<std::unique_ptr<RetrievalStack>> OpenRetrieval(const Config& config, Stor
   RankingOptions ranking = RankingOptionsFromConfig(config);
   ENGRAM_RETURN_IF_ERROR(ValidateRankingOptions(ranking));
   stack->retriever_ = std::make_unique<Retriever>(store, clock, stack->provider_.get(), nullptr, ranking);
+  ENGRAM_RETURN_IF_ERROR(stack->OpenExpansion(config.retrieval));
   return stack;
 }
 

@@ -17,6 +17,9 @@
 #include "engram/storage.h"
 #include "retrieval/retriever.h"
 #include "retrieval/vector_index.h"
+#include "semantics/concept_map.h"
+#include "semantics/query_expander.h"
+#include "semantics/wordnet.h"
 
 namespace engram {
 class EventBus;
@@ -52,6 +55,9 @@ class RetrievalStack {
  private:
   friend Result<std::unique_ptr<RetrievalStack>> OpenRetrieval(const Config&, StorageBackend&, Clock&);
   RetrievalStack() = default;
+  // Builds the query expander (retrieval.concepts_file, wordnet_dir, wordnet_senses) and
+  // hands it to the retriever. Errors: a concept file that cannot be read or parsed.
+  Status OpenExpansion(const Config::Retrieval& r);
 
   StorageBackend* store_ = nullptr;
   std::string index_path_;
@@ -59,6 +65,10 @@ class RetrievalStack {
   std::unique_ptr<EmbeddingProvider> provider_;
   std::unique_ptr<VectorIndex> index_;
   std::unique_ptr<Retriever> retriever_;
+  // Query expansion; the retriever borrows them.
+  std::unique_ptr<ConceptMap> concepts_;
+  std::unique_ptr<WordNet> wordnet_;
+  std::unique_ptr<QueryExpander> expander_;
   std::jthread opener_;
 };
 

@@ -389,6 +389,12 @@ Result<ToolResult> HealthCheck(McpServer& server, HealthSources& sources, const 
     add("embeddings", true, "provider " + sources.embedding_provider);
   }
 
+  if (sources.retriever != nullptr) {
+    // Query expansion (issue 8): which sources are on, and a warning when WordNet is missing.
+    ExpansionHealth x = sources.retriever->Expansion();
+    add("query_expansion", x.healthy, x.configured ? x.detail : "off: no query expander configured");
+  }
+
   if (sources.processor != nullptr) {
     ProcessorStats p = sources.processor->Stats();
     std::string detail = std::to_string(p.extracted) + " episodes extracted, " + std::to_string(p.queue_depth) +

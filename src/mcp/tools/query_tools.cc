@@ -117,7 +117,9 @@ Json QueryMemoryOutput() {
             {"lexical", {{"type", "number"}}},
             {"context", {{"type", "number"}}},
             {"reward", {{"type", "number"}}},
-            {"recency", {{"type", "number"}}}}}}}}},
+            {"recency", {{"type", "number"}}},
+            {"concepts", {{"type", "number"}, {"description", "Concept-map synonyms of the query it holds"}}},
+            {"wordnet", {{"type", "number"}, {"description", "WordNet synonyms of the query it holds"}}}}}}}}},
       {"required", {"episode_id", "task_description", "domain", "outcome", "reward", "score", "reflection"}}};
   return {{"type", "object"},
           {"properties",
@@ -216,7 +218,9 @@ Result<ToolResult> QueryMemory(Retriever& retriever, Memory& memory, const Learn
                     {"lexical", s.lexical},
                     {"context", s.context},
                     {"reward", s.reward},
-                    {"recency", s.recency}};
+                    {"recency", s.recency},
+                    {"concepts", s.concepts},
+                    {"wordnet", s.wordnet}};
     }
     episodes.push_back(std::move(hit));
   }

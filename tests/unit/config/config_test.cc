@@ -93,7 +93,8 @@ TEST_F(ConfigTest, DefaultsUseXdgDataHome) {
 
   const std::string keys_file = dir_ + "/home/.config/engram/api_keys.json";
   const char* keys[] = {"storage.db",      "storage.durability",    "storage.busy_timeout_ms",
-                        "storage.url",     "storage.password_file", "storage.pool_size",
+                        "storage.url",     "storage.password_file", "storage.turso_token",
+                        "storage.turso_token_file", "storage.pool_size",
                         "cache.enabled",   "cache.max_entries",     "cache.ttl_seconds",
                         "log.level",       "log.format",            "server.http",
                         "server.max_body_bytes", "server.rate_limit", "server.rate_limit_burst",
@@ -104,18 +105,21 @@ TEST_F(ConfigTest, DefaultsUseXdgDataHome) {
                         "retrieval.weight_semantic", "retrieval.weight_lexical", "retrieval.weight_context",
                         "retrieval.weight_reward", "retrieval.weight_recency", "retrieval.recency_half_life_days",
                         "retrieval.mmr_lambda", "retrieval.cache_entries", "retrieval.lexical_candidates",
-                        "retrieval.vector_candidates", "retrieval.exact_below", "embedding.provider",
+                        "retrieval.vector_candidates", "retrieval.exact_below", "retrieval.weight_concepts",
+                        "retrieval.weight_wordnet", "retrieval.concepts_file", "retrieval.wordnet_dir",
+                        "retrieval.wordnet_senses", "retrieval.vector_expansion", "embedding.provider",
                         "embedding.dimension", "embedding.url", "embedding.model", "embedding.api_key_file",
-                        "embedding.timeout_ms", "embedding.batch_size", "embedding.max_retries",
+                        "embedding.model_dir", "embedding.timeout_ms", "embedding.batch_size", "embedding.max_retries",
                         "embedding.breaker_failures", "embedding.breaker_open_seconds", "learning.enabled",
                         "learning.min_success_rate", "learning.min_error_recovery_rate",
                         "learning.decay_half_life_days", "learning.queue_capacity", "learning.workers"};
-  const char* values[] = {"/data/xdg/engram/memory.db", "full", "10000", "", "", "10", "true", "10000", "3600",
+  const char* values[] = {"/data/xdg/engram/memory.db", "full", "10000", "", "", "", "", "10", "true", "10000", "3600",
                           "info", "auto", "",
                           "4194304", "0", "20", keys_file.c_str(), "progressive", "3", "10", "true", "30000", "512",
                           "true", "redact", "", "",
-                          "0.2", "0.5", "0.15", "0.1", "0.05", "30", "0.7", "256", "50", "50", "5000", "hashing",
-                          "256", "", "", "", "5000", "32", "2", "5", "30", "true", "0.7", "0.3", "30", "1000", "1"};
+                          "0.2", "0.7", "0.15", "0.1", "0.05", "30", "0.7", "256", "50", "50", "5000",
+                          "0.35", "0.05", "", "/usr/share/wordnet", "1", "1", "hashing",
+                          "256", "", "", "", "", "5000", "32", "2", "5", "30", "true", "0.7", "0.3", "30", "1000", "1"};
   ASSERT_EQ(config->values.size(), std::size(keys));
   for (size_t i = 0; i < std::size(keys); ++i) {
     const ConfigValue& value = config->values[i];
@@ -161,6 +165,23 @@ TEST_F(ConfigTest, StoreUrlFromFileEnvAndFlagWithThePasswordMasked) {
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   EXPECT_EQ(config->store_url, "postgresql://other@/engram?host=/run/postgresql");
   EXPECT_EQ(ValueOf(*config, "storage.url").origin, "--store");
+
+  // A Turso URL; its token from ENGRAM_TURSO_TOKEN never shows in `config show`, and a
+  // token file path is kept ("~/" expanded).
+  env_["ENGRAM_TURSO_TOKEN"] = "eyJturso.t0ken";
+  inputs = Inputs();
+  inputs.flags.push_back({"storage.url", "libsql://memory-acme.turso.io", "--store"});
+  inputs.flags.push_back({"storage.turso_token_file", "~/.turso-token", "--set"});
+  config = LoadConfig(inputs);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->store_url, "libsql://memory-acme.turso.io");
+  EXPECT_EQ(config->turso_token, "eyJturso.t0ken");
+  EXPECT_EQ(config->turso_token_file, dir_ + "/home/.turso-token");
+  EXPECT_EQ(ValueOf(*config, "storage.turso_token").origin, "ENGRAM_TURSO_TOKEN");
+  EXPECT_EQ(ValueOf(*config, "storage.turso_token").value, "********");
+  EXPECT_THAT(FormatConfigTable(*config), Not(HasSubstr("t0ken")));
+  EXPECT_THAT(FormatConfigJson(*config), Not(HasSubstr("t0ken")));
+  env_.erase("ENGRAM_TURSO_TOKEN");
 
   // Not a PostgreSQL URL: an error that does not repeat the value (it may hold a password).
   inputs = Inputs();

@@ -464,7 +464,7 @@ TEST(RankingOptionsTest, BadOptionsAreNamed) {
   o.mmr_lambda = 1.5;
   EXPECT_THAT(std::string(ValidateRankingOptions(o).message()), HasSubstr("mmr_lambda"));
   o = {};
-  o.weights = {0, 0, 0, 0, 0};
+  o.weights = {0, 0, 0, 0, 0, 0, 0};  // the expansion weights too
   EXPECT_FALSE(ValidateRankingOptions(o).ok());
 }
 

@@ -141,7 +141,7 @@ TEST_F(ConfigWatcherTest, ApplyFailureIsRetriedOnTheNextReload) {
   WriteInPlace("[retrieval]\nweight_lexical = 0.9\n");
   apply_status_ = InvalidArgumentError("refused");
   EXPECT_FALSE(watcher->Reload("test").status.ok());
-  EXPECT_EQ(watcher->current().retrieval.weight_lexical, 0.5);
+  EXPECT_EQ(watcher->current().retrieval.weight_lexical, Config{}.retrieval.weight_lexical);
   apply_status_ = OkStatus();
   ReloadOutcome retried = watcher->Reload("test");
   EXPECT_TRUE(retried.status.ok());
@@ -226,7 +226,8 @@ TEST(ApplyLiveConfigTest, ChangesEveryRunningPart) {
   // Bad ranking options are refused; the rest still applies.
   Config bad = next;
   bad.retrieval.weight_semantic = bad.retrieval.weight_lexical = bad.retrieval.weight_context =
-      bad.retrieval.weight_reward = bad.retrieval.weight_recency = 0;
+      bad.retrieval.weight_reward = bad.retrieval.weight_recency = bad.retrieval.weight_concepts =
+          bad.retrieval.weight_wordnet = 0;
   bad.sandbox_max_timeout_ms = 2000;
   Status refused = ApplyLiveConfig(next, bad, targets);
   EXPECT_EQ(refused.code(), StatusCode::kInvalidArgument);
