@@ -8,7 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <unordered_set>
+#include <unordered_map>
 
 #include "common/fnv.h"
 #include "common/ids.h"
@@ -226,52 +226,65 @@ class TursoCache final : public RemoteStoreCache {
 
   Status CreateEpisode(const Episode& episode) override {
     Status s = cached_->CreateEpisode(episode);
-    if (s.ok() && !episode.completed()) MarkUnsettled(episode.episode_id, true);
+    // Steps numbered 0 were numbered by the store: the copy would not know how.
+    const bool numbered = std::none_of(episode.steps.begin(), episode.steps.end(),
+                                       [](const Step& step) { return step.step_number == 0; });
+    if (s.ok() && !episode.completed() && numbered) KeepWriting(episode);
     return s;
   }
   Status PutEpisodes(std::span<const Episode> episodes) override {
-    for (const Episode& e : episodes) MarkUnsettled(e.episode_id, false);
+    for (const Episode& e : episodes) ForgetWriting(e.episode_id);
     return cached_->PutEpisodes(episodes);
   }
   Result<int> AppendStep(std::string_view episode_id, const Step& step) override {
     Result<int> n = cached_->AppendStep(episode_id, step);
-    if (n.ok()) MarkUnsettled(episode_id, true);
+    MutexLock lock(mu_);
+    auto it = writing_.find(std::string(episode_id));
+    if (it == writing_.end()) return n;
+    if (!n.ok()) {
+      writing_.erase(it);  // the store may know more than the copy: read it next time
+      return n;
+    }
+    Step stored = step;
+    stored.step_number = *n;
+    it->second.steps.push_back(std::move(stored));
     return n;
   }
   Status CompleteEpisode(const Episode& episode) override {
-    Status s = cached_->CompleteEpisode(episode);
-    if (s.ok()) MarkUnsettled(episode.episode_id, false);
-    return s;
+    // Done or not, the next read of it goes to the store: after a success the episode is
+    // complete (and cacheable); a failure (kAborted: another process added a step) means the
+    // copy is behind.
+    ForgetWriting(episode.episode_id);
+    return cached_->CompleteEpisode(episode);
   }
   Result<Episode> GetEpisode(std::string_view episode_id) override {
-    // An episode this process is still writing has no copy to serve (its last write dropped
-    // it): read it at once, sparing the generation round trip (complete_episode reads the
-    // episode it is about to complete).
-    if (IsUnsettled(episode_id)) return ReadThrough(episode_id);
+    {
+      // complete_episode reads the episode it is about to complete: an episode this process
+      // created and wrote every step of is answered from its own copy, without a round trip.
+      MutexLock lock(mu_);
+      if (auto it = writing_.find(std::string(episode_id)); it != writing_.end()) return it->second;
+    }
     return RemoteStoreCache::GetEpisode(episode_id);
   }
   Result<bool> DeleteEpisode(std::string_view episode_id) override {
-    MarkUnsettled(episode_id, false);
+    ForgetWriting(episode_id);
     return cached_->DeleteEpisode(episode_id);
   }
 
  private:
-  // Episodes in progress that this process created or appended to: the cache holds no copy
-  // of them. Only an optimisation, so it is simply emptied when it grows large (episodes
-  // abandoned unfinished).
-  static constexpr size_t kMaxUnsettled = 10'000;
-  void MarkUnsettled(std::string_view episode_id, bool unsettled) ENGRAM_LOCKS_EXCLUDED(mu_) {
+  // Episodes in progress that this process created, as they are in the store as long as no
+  // other process writes them (it may add steps: CompleteEpisode then answers kAborted and
+  // the copy is dropped, so the retry reads the store). Only an optimisation: emptied when it
+  // grows large (episodes abandoned unfinished).
+  static constexpr size_t kMaxWriting = 1'000;
+  void KeepWriting(const Episode& episode) ENGRAM_LOCKS_EXCLUDED(mu_) {
     MutexLock lock(mu_);
-    if (!unsettled) {
-      unsettled_.erase(std::string(episode_id));
-      return;
-    }
-    if (unsettled_.size() >= kMaxUnsettled) unsettled_.clear();
-    unsettled_.emplace(episode_id);
+    if (writing_.size() >= kMaxWriting) writing_.clear();
+    writing_.insert_or_assign(episode.episode_id, episode);
   }
-  bool IsUnsettled(std::string_view episode_id) ENGRAM_LOCKS_EXCLUDED(mu_) {
+  void ForgetWriting(std::string_view episode_id) ENGRAM_LOCKS_EXCLUDED(mu_) {
     MutexLock lock(mu_);
-    return unsettled_.contains(std::string(episode_id));
+    writing_.erase(std::string(episode_id));
   }
 
   // Drops every copy first when the store changed in ways this process did not make. A fill
@@ -300,7 +313,7 @@ class TursoCache final : public RemoteStoreCache {
   Mutex mu_;
   // Every write up to this store generation has no stale copy in the cache; -1: none known.
   int64_t known_ ENGRAM_GUARDED_BY(mu_) = -1;
-  std::unordered_set<std::string> unsettled_ ENGRAM_GUARDED_BY(mu_);
+  std::unordered_map<std::string, Episode> writing_ ENGRAM_GUARDED_BY(mu_);
 };
 
 // The folder `name` under $XDG_CACHE_HOME/engram (~/.cache/engram), else beside storage.db:
