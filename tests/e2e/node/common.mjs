@@ -30,7 +30,19 @@ export function makeSandbox(prefix) {
     ENGRAM_DB: join(dir, 'engram.db'),
     ENGRAM_LOG_LEVEL: 'warn',
   });
-  return { dir, env, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+  // ENGRAM_E2E_TURSO_SERVER (scripts/turso-test-server): the store is a Turso database on a
+  // tursodb of this sandbox's own, killed with this process at the latest.
+  const turso = process.env.ENGRAM_E2E_TURSO_SERVER;
+  if (turso) {
+    const started = spawnSync(turso, ['start', join(dir, 'turso'), String(process.pid)], { encoding: 'utf8', timeout: 60000 });
+    if (started.status !== 0) throw new Error(`cannot start tursodb with ${turso}: ${started.stderr || started.error}`);
+    env.ENGRAM_STORE = started.stdout.trim();
+  }
+  const cleanup = () => {
+    if (turso) spawnSync(turso, ['stop', join(dir, 'turso')], { timeout: 30000 });
+    rmSync(dir, { recursive: true, force: true });
+  };
+  return { dir, env, cleanup };
 }
 
 export function newClient(capabilities = {}) {
