@@ -128,7 +128,9 @@ std::optional<Json> McpSession::HandleMessage(const Json& message, ClientChannel
   }
   Json responses = Json::array();
   for (const Json& one : message) {
-    if (one.is_object() && one.value("method", "") == "initialize") {
+    // Any member may have any type here: only a string "initialize" is refused.
+    const auto method = one.is_object() ? one.find("method") : one.end();
+    if (method != one.end() && method->is_string() && *method == "initialize") {
       responses.push_back(MakeError(one.value("id", Json()), kInvalidRequest,
                                     "Invalid Request: initialize must not be part of a batch"));
       continue;
