@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 
+#include "common/utf8.h"
 #include "model/search_text.h"
 #include "storage/postgres/postgres_backend.h"
 #include "storage/vector_blob.h"
@@ -193,52 +194,11 @@ constexpr const char* kWithoutVectorSql =
     "SELECT s.episode_id FROM episode_search s WHERE NOT EXISTS (SELECT 1 FROM episode_vectors v "
     "WHERE v.episode_id = s.episode_id AND v.space = $1::text) ORDER BY s.episode_id LIMIT $2::bigint";
 
-// Appends the well-formed UTF-8 of `word` to `out`, dropping NULs and any byte that is not
-// part of a well-formed sequence (a word cut inside a character at kIndexedOutputBytes):
-// PostgreSQL refuses text that is not valid UTF-8.
-void AppendValidUtf8(std::string_view word, std::string& out) {
-  size_t i = 0;
-  while (i < word.size()) {
-    const auto c = static_cast<unsigned char>(word[i]);
-    size_t len = 0;
-    unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-    if (c == 0) {
-      ++i;
-      continue;
-    } else if (c < 0x80) {
-      len = 1;
-    } else if (c >= 0xC2 && c <= 0xDF) {
-      len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      len = 3;
-      if (c == 0xE0) lo = 0xA0;  // no overlong forms
-      if (c == 0xED) hi = 0x9F;  // no surrogates
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      len = 4;
-      if (c == 0xF0) lo = 0x90;
-      if (c == 0xF4) hi = 0x8F;  // nothing above U+10FFFF
-    } else {
-      ++i;
-      continue;
-    }
-    bool ok = i + len <= word.size();
-    for (size_t k = 1; ok && k < len; ++k) {
-      const auto b = static_cast<unsigned char>(word[i + k]);
-      ok = k == 1 ? (b >= lo && b <= hi) : (b >= 0x80 && b <= 0xBF);
-    }
-    if (!ok) {
-      ++i;
-      continue;
-    }
-    out.append(word.substr(i, len));
-    i += len;
-  }
-}
-
 // `word` as PostgreSQL can hold it as a lexeme, or "" when it cannot (empty, too long).
 std::string Lexeme(std::string_view word) {
   std::string out;
   AppendValidUtf8(word, out);
+  std::erase(out, '\0');  // PostgreSQL text holds no NUL
   if (out.size() > kMaxLexemeBytes) out.clear();
   return out;
 }

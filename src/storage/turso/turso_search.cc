@@ -26,6 +26,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/utf8.h"
 #include "model/search_text.h"
 #include "model/stored_columns.h"
 #include "storage/turso/turso_backend.h"
@@ -111,46 +112,6 @@ constexpr double kMinIdf = 1e-6;
 // with): ASCII letters and digits, and every byte of a multi-byte character.
 bool IsTokenByte(unsigned char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c >= 0x80;
-}
-
-// Appends the well-formed UTF-8 of `bytes` to `out`, dropping bytes of no well-formed
-// sequence (a word cut inside a character at kIndexedOutputBytes): terms travel as JSON
-// text, which must be valid UTF-8. Indexed and queried words go through the same filter,
-// so they still meet.
-void AppendValidUtf8(std::string_view bytes, std::string& out) {
-  size_t i = 0;
-  while (i < bytes.size()) {
-    const auto c = static_cast<unsigned char>(bytes[i]);
-    size_t len = 0;
-    unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-    if (c < 0x80) {
-      len = 1;
-    } else if (c >= 0xC2 && c <= 0xDF) {
-      len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      len = 3;
-      if (c == 0xE0) lo = 0xA0;  // no overlong forms
-      if (c == 0xED) hi = 0x9F;  // no surrogates
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      len = 4;
-      if (c == 0xF0) lo = 0x90;
-      if (c == 0xF4) hi = 0x8F;  // nothing above U+10FFFF
-    } else {
-      ++i;
-      continue;
-    }
-    bool ok = i + len <= bytes.size();
-    for (size_t k = 1; ok && k < len; ++k) {
-      const auto b = static_cast<unsigned char>(bytes[i + k]);
-      ok = k == 1 ? (b >= lo && b <= hi) : (b >= 0x80 && b <= 0xBF);
-    }
-    if (!ok) {
-      ++i;
-      continue;
-    }
-    out.append(bytes.substr(i, len));
-    i += len;
-  }
 }
 
 // Calls emit(term) for each token of `text` as the 'ascii' tokenizer cuts and folds it:
