@@ -128,6 +128,11 @@ Result<std::unique_ptr<RetrievalStack>> OpenRetrieval(const Config& config, Stor
   stack->index_path_ = config.db_path + ".vectors.hnsw";
   stack->exact_below_ = static_cast<size_t>(config.retrieval.exact_below);
   const Config::Embedding& e = config.embedding;
+  auto make_hashing = [&]() {
+    HashingOptions options;
+    options.dimension = static_cast<int>(e.dimension);
+    return MakeHashingProvider(options, &store);
+  };
   if (e.provider == "use") {
     // The local model; if it cannot start (files missing, model corrupt) engram runs on
     // with the next provider, hashing, and says so in the log and in health_check.
@@ -141,15 +146,11 @@ Result<std::unique_ptr<RetrievalStack>> OpenRetrieval(const Config& config, Stor
                                "); fell back to hashing";
       LogWarn("embedding provider \"use\" could not start; falling back to hashing",
               {{"error", use.status().ToString()}, {"model_dir", e.model_dir.empty() ? DefaultUseModelDir() : e.model_dir}});
-      HashingOptions hashing;
-      hashing.dimension = static_cast<int>(e.dimension);
-      ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<EmbeddingProvider> fallback, MakeHashingProvider(hashing, &store));
+      ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<EmbeddingProvider> fallback, make_hashing());
       stack->provider_ = WithFallbackNote(std::move(fallback), note);
     }
   } else if (e.provider == "hashing") {
-    HashingOptions options;
-    options.dimension = static_cast<int>(e.dimension);
-    ENGRAM_ASSIGN_OR_RETURN(stack->provider_, MakeHashingProvider(options, &store));
+    ENGRAM_ASSIGN_OR_RETURN(stack->provider_, make_hashing());
   } else if (e.provider == "http") {
     HttpEmbeddingOptions options;
     options.url = e.url;
