@@ -299,7 +299,8 @@ Result<std::vector<TextHit>> SqliteBackend::SearchText(const TextSearchRequest& 
       by_postings.emplace_back(postings, term);
       total += postings;
     }
-    if (phrases || total <= kExhaustivePostings) return run(AnyOf(terms)).status();
+    // One word found (even a common one) has no rare/common split: rank it exhaustively.
+    if (phrases || total <= kExhaustivePostings || by_postings.size() < 2) return run(AnyOf(terms)).status();
     std::sort(by_postings.begin(), by_postings.end());
     std::vector<std::string> rare, common;
     int64_t rare_postings = 0;

@@ -571,6 +571,18 @@ TEST(SqliteSchemaTest, LargeQueriesRunInStagesAndMergeByScore) {
   EXPECT_EQ(ids.count(mixed.episode_id) + ids.count(mixed_longer.episode_id), 2u);
 
   EXPECT_TRUE(search(10, "cli").empty()) << "the domain filter holds in every stage";
+
+  // One word over the bound (alone, or with words in no document) has no second stage:
+  // it is ranked exhaustively, never a malformed "(...) AND ()" query.
+  for (const std::vector<std::string>& alone :
+       {std::vector<std::string>{"common"}, std::vector<std::string>{"common", "nowhereword"}}) {
+    TextSearchRequest request;
+    request.words = alone;
+    request.limit = 5;
+    auto hits = (*store)->SearchText(request);
+    ASSERT_TRUE(hits.ok()) << hits.status().ToString();
+    EXPECT_EQ(hits->size(), 5u);
+  }
 }
 
 }  // namespace
