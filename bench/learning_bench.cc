@@ -7,6 +7,7 @@
 //                          p50/p95, with Arg 0 = no pipeline, 1 = pipeline idle (running, no
 //                          backlog), 2 = pipeline busy (a backlog of 3,000 episodes being
 //                          extracted throughout). The request path must not notice 2 vs 1.
+//                          ENGRAM_BENCH_BATCH=n sets the extraction batch (default 32).
 //   BM_RecommendPatterns   RecommendPatterns (no episode id) at 10,000 patterns: p50/p95.
 //                          Arg 0 = reading the store each call (the CLI), 1 = through a
 //                          PatternCatalog (the server); list_all = ListPatterns alone.
@@ -218,7 +219,11 @@ void BM_CompleteEpisode(benchmark::State& state) {
   Memory memory(*store, SystemClock(), &bus);
   std::unique_ptr<PatternProcessor> processor;
   if (mode > 0) {
-    processor = std::make_unique<PatternProcessor>(*store, SystemClock(), &bus);
+    LearningOptions options;
+    // ENGRAM_BENCH_BATCH: episodes per extraction transaction (learning.batch_size), to
+    // compare how long one batch holds the write lock against the completions waiting.
+    if (const char* batch = std::getenv("ENGRAM_BENCH_BATCH")) options.batch_size = std::strtoul(batch, nullptr, 10);
+    processor = std::make_unique<PatternProcessor>(*store, SystemClock(), &bus, options);
     if (Status s = RegisterBuiltinExtractors(processor->extractors()); !s.ok()) Die("register", s);
     if (Status s = processor->Start(); !s.ok()) Die("start", s);
   }

@@ -159,7 +159,7 @@ class NullBackend final : public StorageBackend {
   Result<std::unique_ptr<VectorStream>> ListVectors(const EmbeddingSpace&, int64_t) override {
     return NotStored("embeddings");
   }
-  Result<std::vector<std::string>> EpisodesWithoutVector(const EmbeddingSpace&, size_t) override {
+  Result<std::vector<std::string>> EpisodesWithoutVector(const EmbeddingSpace&, std::string_view, size_t) override {
     return NotStored("embeddings");
   }
   Status MergePatterns(std::span<const std::string>, const std::function<Status(std::vector<Pattern>&)>&) override {
@@ -172,11 +172,9 @@ class NullBackend final : public StorageBackend {
   Status PutHeuristics(std::span<const Heuristic>) override { return NotStored("heuristics"); }
   Result<std::vector<Heuristic>> ListHeuristics(size_t) override { return NotStored("heuristics"); }
   Status RecordAttributions(std::span<const Attribution>) override { return NotStored("attributions"); }
-  Result<std::vector<std::string>> CreditAttributions(std::string_view, bool) override {
-    return NotStored("attributions");
-  }
   Result<std::vector<std::string>> PendingExtraction(size_t) override { return NotStored("extraction marks"); }
   Status MarkExtracted(std::span<const std::string>) override { return NotStored("extraction marks"); }
+  Result<size_t> CommitExtraction(const ExtractionBatch&) override { return NotStored("patterns"); }
   Status CheckHealth() override { return OkStatus(); }
 
  private:

@@ -125,6 +125,31 @@ struct PatternFilter {
   size_t limit = 0;                        // 0: no limit
 };
 
+// What the merge of CommitExtraction produces besides the patterns themselves.
+struct ExtractionOutput {
+  std::vector<Heuristic> heuristics;  // inserted or replaced (by heuristic_id)
+  // (episode_id, pattern_id): the episode fed that pattern (its evidence was merged into it
+  // or the pattern was created from it). Appended to the episode's pattern_ids unless it is
+  // already there; pairs of episodes not in the store are ignored.
+  std::vector<std::pair<std::string, std::string>> episode_patterns;
+};
+
+// One batch of the learning pipeline, committed by CommitExtraction in one transaction.
+struct ExtractionBatch {
+  // Similarity keys of the patterns to load for `merge`, as MergePatterns takes them.
+  std::vector<std::string> keys;
+  // As MergePatterns' merge, and fills `out` (empty at each call). The store may call it
+  // again after a retried transaction; it must start over from what it is given. Not set:
+  // nothing is merged.
+  std::function<Status(std::vector<Pattern>& patterns, ExtractionOutput& out)> merge;
+  // (episode_id, succeeded): each not-yet-credited attribution of the episode is credited
+  // with the outcome (success_when_applied or failure_when_applied += 1) and marked
+  // credited; a second commit credits nothing.
+  std::vector<std::pair<std::string, bool>> outcomes;
+  // Episodes whose extraction marks are cleared (ids of no episode are fine).
+  std::vector<std::string> extracted;
+};
+
 struct StoreStats {
   int64_t episodes = 0;
   int64_t completed_episodes = 0;
@@ -210,8 +235,11 @@ class StorageBackend {
   virtual Status PutVectors(const EmbeddingSpace& space, std::span<const EpisodeVector> vectors) = 0;
   // Streams the stored vectors of `space` with seq > after_seq, by seq ascending.
   virtual Result<std::unique_ptr<VectorStream>> ListVectors(const EmbeddingSpace& space, int64_t after_seq) = 0;
-  // Completed episodes with no vector in `space`, oldest first, at most `limit`.
-  virtual Result<std::vector<std::string>> EpisodesWithoutVector(const EmbeddingSpace& space, size_t limit) = 0;
+  // Completed episodes with no vector in `space` and an id above `after` ("" = from the
+  // first), oldest first, at most `limit`. A caller walking them all passes the last id it
+  // got, so the walk reads each episode once instead of rescanning the embedded ones.
+  virtual Result<std::vector<std::string>> EpisodesWithoutVector(const EmbeddingSpace& space, std::string_view after,
+                                                                 size_t limit) = 0;
 
   // ---- Learning ----
 
@@ -228,8 +256,9 @@ class StorageBackend {
   virtual Result<std::vector<Pattern>> ListPatterns(const PatternFilter& filter) = 0;
   // Replaces the decay_weight of patterns in one transaction (unknown ids: ignored).
   virtual Status SetPatternDecay(std::span<const std::pair<std::string, double>> weights) = 0;
-  // Deletes every pattern, heuristic and attribution (for re-extraction) and marks every
-  // completed episode as pending extraction, in one transaction.
+  // Deletes every pattern, heuristic and attribution (for re-extraction), empties every
+  // episode's pattern_ids and marks every completed episode as pending extraction, in one
+  // transaction.
   virtual Status ResetLearning() = 0;
 
   // Inserts or replaces heuristics (by heuristic_id) in one transaction.
@@ -240,15 +269,23 @@ class StorageBackend {
   // pair already shown upgrades it). Bumps times_retrieved / times_applied and last_used of
   // each pattern in the same transaction. Unknown pattern ids: ignored.
   virtual Status RecordAttributions(std::span<const Attribution> attributions) = 0;
-  // Credits each not-yet-credited attribution of `episode_id` with the outcome
-  // (success_when_applied or failure_when_applied += 1) and marks it credited, in one
-  // transaction; returns the pattern ids credited. A second call credits nothing.
-  virtual Result<std::vector<std::string>> CreditAttributions(std::string_view episode_id, bool success) = 0;
 
   // Completed episodes not yet through the learning pipeline (CompleteEpisode and
-  // PutEpisodes of a completed episode mark them; MarkExtracted clears), oldest first.
+  // PutEpisodes of a completed episode mark them; MarkExtracted and CommitExtraction
+  // clear), oldest first.
   virtual Result<std::vector<std::string>> PendingExtraction(size_t limit) = 0;
   virtual Status MarkExtracted(std::span<const std::string> episode_ids) = 0;
+
+  // Commits one extraction batch of the learning pipeline in ONE write transaction (no
+  // other writer, in any process, in between): merges as MergePatterns does (with
+  // `batch.merge`), puts the heuristics the merge returns, appends to each episode's
+  // pattern_ids the patterns it fed, credits the attributions of `batch.outcomes` and
+  // clears the extraction marks of `batch.extracted`. All of it or nothing: if `merge`
+  // fails, nothing is written. Returns how many attributions were credited. The episodes
+  // whose pattern_ids changed count as changed episodes for caches.
+  // Errors: kAlreadyExists (two patterns with one key); kInvalidArgument (a pattern or
+  // heuristic that cannot be stored); storage errors.
+  virtual Result<size_t> CommitExtraction(const ExtractionBatch& batch) = 0;
 
   // Checks the store is reachable and writable, and its structure is intact.
   // Errors: kUnavailable, kDataLoss (with what is wrong).

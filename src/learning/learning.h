@@ -91,7 +91,7 @@
 // ---- Effectiveness and ranking -------------------------------------------------------
 // RecommendPatterns (with an episode id) and query_memory record Attributions (shown);
 // add_episode_step with applied_pattern_id records an applied one. When that episode is
-// extracted, CreditAttributions credits each with its outcome. Effectiveness =
+// extracted, its CommitExtraction credits each with its outcome. Effectiveness =
 // WilsonLowerBound(success_when_applied + kEffectivenessPriorSuccesses,
 //                  trials + kEffectivenessPriorTrials), so an untried pattern sits at a
 // small prior, each success raises it and each failure lowers it.
@@ -313,6 +313,9 @@ struct MergeStats {
   size_t created = 0;  // new patterns
   size_t skipped = 0;  // below threshold (no pattern) or episode already in evidence
   std::vector<std::string> touched_ids;  // ids of patterns merged into or created
+  // (episode_id, pattern_id) for every observation merged into a pattern, creating one, or
+  // found already in its evidence: the patterns each episode fed.
+  std::vector<std::pair<std::string, std::string>> fed;
 };
 
 // Merges `observations` into `patterns` as the file comment says. `targets[i]` is the key
@@ -405,8 +408,8 @@ class PatternProcessor {
   void RememberExtracted(const std::string& id) ENGRAM_REQUIRES(mu_);
   Status LoadKeyIndex();
   Status Extract(std::string_view episode_id);
-  // Extracts `ids` with one MergePatterns, one PutHeuristics and one MarkExtracted (plus
-  // one CreditAttributions per episode); result[i] belongs to ids[i].
+  // Extracts `ids` with one CommitExtraction (merge, heuristics, the episodes' pattern_ids,
+  // credits and extraction marks in one transaction); result[i] belongs to ids[i].
   std::vector<Status> ExtractBatch(const std::vector<std::string>& ids);
 
   StorageBackend& storage_;

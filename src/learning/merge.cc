@@ -183,6 +183,7 @@ MergeStats MergeObservations(std::vector<Pattern>& patterns, const std::vector<P
     if (it == by_key.end()) it = by_key.find(o.similarity_key);
     if (it != by_key.end()) {
       Pattern& p = patterns[it->second];
+      stats.fed.emplace_back(o.episode_id, p.pattern_id);
       if (std::find(p.evidence.begin(), p.evidence.end(), o.episode_id) != p.evidence.end()) {
         ++stats.skipped;
         continue;
@@ -210,6 +211,7 @@ MergeStats MergeObservations(std::vector<Pattern>& patterns, const std::vector<P
     const size_t index = patterns.size();
     by_key.emplace(p.similarity_key, index);
     touch(p.pattern_id);
+    stats.fed.emplace_back(o.episode_id, p.pattern_id);
     patterns.push_back(std::move(p));
     MergeInto(patterns[index], body_of(index), o, options, now, key_of);
     ++stats.created;

@@ -430,60 +430,50 @@ std::vector<Status> PatternProcessor::ExtractBatch(const std::vector<std::string
     }
   }
 
-  // One transaction merges the whole batch.
+  // One transaction commits the whole batch: the merge, the heuristics of the patterns it
+  // touched, the episodes' pattern_ids, the credits of what each episode was shown or
+  // applied, and the cleared marks. A failure leaves every episode pending: extracting it
+  // again merges nothing twice (evidence) and credits nothing twice (credited marks).
   MergeStats merged;
   std::vector<Pattern> touched;
+  std::vector<Heuristic> heuristics;
+  ExtractionBatch commit;
   if (!observations.empty()) {
-    Status s = storage_.MergePatterns(keys, [&](std::vector<Pattern>& patterns) -> Status {
+    commit.keys = keys;
+    commit.merge = [&](std::vector<Pattern>& patterns, ExtractionOutput& out) -> Status {
       // The store may call this again after a retry; every run starts from what it loaded.
       merged = MergeObservations(patterns, observations, targets, options_, clock_);
       touched.clear();
+      heuristics.clear();
       std::unordered_set<std::string> ids_touched(merged.touched_ids.begin(), merged.touched_ids.end());
       for (const Pattern& p : patterns) {
-        if (ids_touched.count(p.pattern_id) != 0) touched.push_back(p);
+        if (ids_touched.count(p.pattern_id) == 0) continue;
+        touched.push_back(p);
+        if (std::optional<Heuristic> h = DeriveHeuristic(p, options_)) heuristics.push_back(std::move(*h));
       }
+      out.heuristics = heuristics;
+      out.episode_patterns = merged.fed;
       return OkStatus();
-    });
-    if (!s.ok()) {
-      for (size_t i : learned) result[i] = s;
-      learned.clear();
-      touched.clear();
-      merged = {};
-    }
-    for (const Pattern& p : touched) keys_->Add(p.similarity_key);
+    };
   }
-
-  std::vector<Heuristic> heuristics;
-  for (const Pattern& p : touched) {
-    if (std::optional<Heuristic> h = DeriveHeuristic(p, options_)) heuristics.push_back(std::move(*h));
-  }
-  if (!heuristics.empty()) {
-    if (Status s = storage_.PutHeuristics(heuristics); !s.ok()) {
-      for (size_t i : learned) result[i] = s;
-      learned.clear();
-      heuristics.clear();
-    }
-  }
-
-  // Credit what each episode was shown or applied, then clear the marks. A failure here
-  // leaves the episode pending: extracting it again merges nothing twice (evidence) and
-  // credits nothing twice (CreditAttributions marks what it credited).
-  size_t credited_total = 0;
   for (size_t i : learned) {
-    Result<std::vector<std::string>> credited =
-        storage_.CreditAttributions(episodes[i].episode_id, EpisodeSucceeded(episodes[i]));
-    if (!credited.ok()) {
-      result[i] = credited.status();
-      continue;
-    }
-    credited_total += credited->size();
+    commit.outcomes.emplace_back(episodes[i].episode_id, EpisodeSucceeded(episodes[i]));
     done.push_back(episodes[i].episode_id);
   }
+  commit.extracted = done;
+  size_t credited_total = 0;
   if (!done.empty()) {
-    if (Status s = storage_.MarkExtracted(done); !s.ok()) {
+    Result<size_t> credited = storage_.CommitExtraction(commit);
+    if (credited.ok()) {
+      credited_total = *credited;
+      for (const Pattern& p : touched) keys_->Add(p.similarity_key);
+    } else {
       for (size_t i = 0; i < ids.size(); ++i) {
-        if (result[i].ok()) result[i] = s;
+        if (result[i].ok()) result[i] = credited.status();
       }
+      merged = {};
+      touched.clear();
+      heuristics.clear();
     }
   }
 

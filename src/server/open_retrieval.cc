@@ -6,13 +6,6 @@
 #include "server/open_store.h"
 
 namespace engram::server {
-namespace {
-
-// Completed episodes indexed per Completed event: the one just completed and any that an
-// earlier failure or another process left without a vector.
-constexpr size_t kIndexPerEvent = 64;
-
-}  // namespace
 
 RankingOptions RankingOptionsFromConfig(const Config& config) {
   const Config::Retrieval& r = config.retrieval;
@@ -107,11 +100,13 @@ void RetrievalStack::SubscribeTo(EventBus& bus) {
   if (!provider_) return;
   Retriever* retriever = retriever_.get();
   bus.Subscribe("vector-index", [retriever](const EpisodeEvent& event) -> Status {
-    if (!std::holds_alternative<EpisodeCompleted>(event)) return OkStatus();
-    Result<bool> stale = retriever->VectorsStale();
-    if (!stale.ok()) return stale.status();
-    if (*stale) return OkStatus();  // `engram reindex` first
-    return retriever->IndexPending(kIndexPerEvent).status();
+    const auto* completed = std::get_if<EpisodeCompleted>(&event);
+    if (completed == nullptr) return OkStatus();
+    // Embeds the episode the event names (IndexEpisodes skips a stale space: `engram reindex`
+    // first). Not IndexPending: finding what lacks a vector walks the whole store, and at
+    // 1M episodes that walk per completion is the cost. Leftovers (an embedding that failed)
+    // are picked up at the next start.
+    return retriever->IndexEpisodes({completed->episode_id}).status();
   });
 }
 

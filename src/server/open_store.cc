@@ -78,8 +78,8 @@ class RemoteStoreCache : public LmdbCache {
   Result<std::unique_ptr<VectorStream>> ListVectors(const EmbeddingSpace& space, int64_t after_seq) override {
     return cached_->ListVectors(space, after_seq);
   }
-  Result<std::vector<std::string>> EpisodesWithoutVector(const EmbeddingSpace& space, size_t limit) override {
-    return cached_->EpisodesWithoutVector(space, limit);
+  Result<std::vector<std::string>> EpisodesWithoutVector(const EmbeddingSpace& space, std::string_view after, size_t limit) override {
+    return cached_->EpisodesWithoutVector(space, after, limit);
   }
   Status MergePatterns(std::span<const std::string> keys,
                        const std::function<Status(std::vector<Pattern>&)>& merge) override {
@@ -98,15 +98,13 @@ class RemoteStoreCache : public LmdbCache {
   Status RecordAttributions(std::span<const Attribution> attributions) override {
     return cached_->RecordAttributions(attributions);
   }
-  Result<std::vector<std::string>> CreditAttributions(std::string_view episode_id, bool success) override {
-    return cached_->CreditAttributions(episode_id, success);
-  }
   Result<std::vector<std::string>> PendingExtraction(size_t limit) override {
     return cached_->PendingExtraction(limit);
   }
   Status MarkExtracted(std::span<const std::string> episode_ids) override {
     return cached_->MarkExtracted(episode_ids);
   }
+  Result<size_t> CommitExtraction(const ExtractionBatch& batch) override { return cached_->CommitExtraction(batch); }
   Status CheckHealth() override { return cached_->CheckHealth(); }
 
   // LmdbCache

@@ -64,8 +64,8 @@ Status TimedStorage::PutVectors(const EmbeddingSpace& space, std::span<const Epi
 Result<std::unique_ptr<VectorStream>> TimedStorage::ListVectors(const EmbeddingSpace& space, int64_t after_seq) {
   return Timed("ListVectors", [&](StorageBackend& b) { return b.ListVectors(space, after_seq); });
 }
-Result<std::vector<std::string>> TimedStorage::EpisodesWithoutVector(const EmbeddingSpace& space, size_t limit) {
-  return Timed("EpisodesWithoutVector", [&](StorageBackend& b) { return b.EpisodesWithoutVector(space, limit); });
+Result<std::vector<std::string>> TimedStorage::EpisodesWithoutVector(const EmbeddingSpace& space, std::string_view after, size_t limit) {
+  return Timed("EpisodesWithoutVector", [&](StorageBackend& b) { return b.EpisodesWithoutVector(space, after, limit); });
 }
 Status TimedStorage::MergePatterns(std::span<const std::string> keys,
                                    const std::function<Status(std::vector<Pattern>&)>& merge) {
@@ -92,14 +92,14 @@ Result<std::vector<Heuristic>> TimedStorage::ListHeuristics(size_t limit) {
 Status TimedStorage::RecordAttributions(std::span<const Attribution> attributions) {
   return Timed("RecordAttributions", [&](StorageBackend& b) { return b.RecordAttributions(attributions); });
 }
-Result<std::vector<std::string>> TimedStorage::CreditAttributions(std::string_view episode_id, bool success) {
-  return Timed("CreditAttributions", [&](StorageBackend& b) { return b.CreditAttributions(episode_id, success); });
-}
 Result<std::vector<std::string>> TimedStorage::PendingExtraction(size_t limit) {
   return Timed("PendingExtraction", [&](StorageBackend& b) { return b.PendingExtraction(limit); });
 }
 Status TimedStorage::MarkExtracted(std::span<const std::string> episode_ids) {
   return Timed("MarkExtracted", [&](StorageBackend& b) { return b.MarkExtracted(episode_ids); });
+}
+Result<size_t> TimedStorage::CommitExtraction(const ExtractionBatch& batch) {
+  return Timed("CommitExtraction", [&](StorageBackend& b) { return b.CommitExtraction(batch); });
 }
 Status TimedStorage::CheckHealth() {
   return Timed("CheckHealth", [&](StorageBackend& b) { return b.CheckHealth(); });

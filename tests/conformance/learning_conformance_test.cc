@@ -1,8 +1,9 @@
 // The learning half of the StorageBackend contract (schema v3), the same cases on every
 // backend: MergePatterns (create, merge, exact round trip, abort on error, one key per
 // pattern, no lost update under concurrent merges), ListPatterns filters and order,
-// decay, heuristics, attributions (record, upgrade, credit once), the extraction marker
-// and ResetLearning. Every learning write also bumps Generation.
+// decay, heuristics, attributions (record, upgrade, credit once), the extraction marker,
+// CommitExtraction (one batch, all or nothing, episodes' pattern_ids) and ResetLearning.
+// Every learning write also bumps Generation.
 #include <algorithm>
 #include <atomic>
 #include <set>
@@ -86,6 +87,22 @@ class LearningConformance : public ConformanceTest {
     std::vector<std::string> ids;
     for (const Pattern& p : patterns) ids.push_back(p.pattern_id);
     return ids;
+  }
+
+  // Credits the attributions of `episode_id` with one CommitExtraction that does nothing
+  // else. Returns how many were credited.
+  size_t Credit(const std::string& episode_id, bool success) {
+    ExtractionBatch batch;
+    batch.outcomes = {{episode_id, success}};
+    Result<size_t> credited = store_->CommitExtraction(batch);
+    EXPECT_TRUE(credited.ok()) << credited.status().ToString();
+    return credited.ok() ? *credited : 99;
+  }
+
+  std::vector<std::string> PatternIdsOf(const std::string& episode_id) {
+    Result<Episode> e = store_->GetEpisode(episode_id);
+    EXPECT_TRUE(e.ok()) << e.status().ToString();
+    return e.ok() ? e->pattern_ids : std::vector<std::string>{"<no episode>"};
   }
 
   std::string NewCompletedEpisode() {
@@ -451,23 +468,13 @@ TEST_P(LearningConformance, AttributionsBumpEffectivenessAndCreditOnce) {
 
   // Credited once per episode and pattern.
   before = Generation();
-  auto credited = store_->CreditAttributions(episode, /*success=*/true);
-  ASSERT_TRUE(credited.ok()) << credited.status().ToString();
-  std::vector<std::string> ids = *credited;
-  std::sort(ids.begin(), ids.end());
-  std::vector<std::string> want = {a.pattern_id, b.pattern_id};
-  std::sort(want.begin(), want.end());
-  EXPECT_EQ(ids, want);
+  EXPECT_EQ(Credit(episode, /*success=*/true), 2u);
   EXPECT_GT(Generation(), before);
-  auto again = store_->CreditAttributions(episode, /*success=*/true);
-  ASSERT_TRUE(again.ok());
-  EXPECT_TRUE(again->empty());
-  auto failed = store_->CreditAttributions(other, /*success=*/false);
-  ASSERT_TRUE(failed.ok());
-  EXPECT_EQ(*failed, std::vector<std::string>{a.pattern_id});
-  auto none = store_->CreditAttributions("episode-never-attributed", true);
-  ASSERT_TRUE(none.ok());
-  EXPECT_TRUE(none->empty());
+  EXPECT_EQ(store_->GetPattern(a.pattern_id)->effectiveness.success_when_applied, 1);
+  EXPECT_EQ(store_->GetPattern(b.pattern_id)->effectiveness.success_when_applied, 1);
+  EXPECT_EQ(Credit(episode, /*success=*/true), 0u);
+  EXPECT_EQ(Credit(other, /*success=*/false), 1u);
+  EXPECT_EQ(Credit("episode-never-attributed", true), 0u);
 
   Reopen();
   got_a = *store_->GetPattern(a.pattern_id);
@@ -476,7 +483,7 @@ TEST_P(LearningConformance, AttributionsBumpEffectivenessAndCreditOnce) {
   EXPECT_EQ(got_a.effectiveness.failure_when_applied, 1);
   EXPECT_EQ(got_b.effectiveness.success_when_applied, 1);
   EXPECT_EQ(got_b.effectiveness.failure_when_applied, 0);
-  EXPECT_TRUE(store_->CreditAttributions(episode, false)->empty()) << "credited state survives reopen";
+  EXPECT_EQ(Credit(episode, false), 0u) << "credited state survives reopen";
 }
 
 TEST_P(LearningConformance, CompletionMarksEpisodesPendingExtractionUntilMarked) {
@@ -532,6 +539,14 @@ TEST_P(LearningConformance, ResetLearningClearsLearningAndMarksEveryCompletedEpi
   ASSERT_TRUE(store_->PutHeuristics(std::span<const Heuristic>(&h, 1)).ok());
   std::vector<Attribution> shown = {{running.episode_id, p.pattern_id, true, clock_.Now()}};
   ASSERT_TRUE(store_->RecordAttributions(shown).ok());
+  ExtractionBatch fed;
+  fed.keys = {p.similarity_key};
+  fed.merge = [&](std::vector<Pattern>&, ExtractionOutput& out) {
+    out.episode_patterns = {{e1, p.pattern_id}, {e2, p.pattern_id}};
+    return OkStatus();
+  };
+  ASSERT_TRUE(store_->CommitExtraction(fed).ok());
+  ASSERT_EQ(PatternIdsOf(e1), std::vector<std::string>{p.pattern_id});
 
   const int64_t before = Generation();
   Status s = store_->ResetLearning();
@@ -546,15 +561,130 @@ TEST_P(LearningConformance, ResetLearningClearsLearningAndMarksEveryCompletedEpi
   EXPECT_TRUE(store_->ListHeuristics(10)->empty());
   EXPECT_EQ(store_->GetPattern(p.pattern_id).status().code(), StatusCode::kNotFound);
   EXPECT_EQ(*store_->PendingExtraction(10), (std::vector<std::string>{e1, e2}));
+  EXPECT_TRUE(PatternIdsOf(e1).empty()) << "re-extraction fills pattern_ids again";
+  EXPECT_TRUE(PatternIdsOf(e2).empty());
   // The attribution went too: nothing to credit when the running episode ends.
-  auto credited = store_->CreditAttributions(running.episode_id, true);
-  ASSERT_TRUE(credited.ok());
-  EXPECT_TRUE(credited->empty());
+  EXPECT_EQ(Credit(running.episode_id, true), 0u);
 
   // The key is free again.
   Pattern fresh = MakePattern("k");
   EXPECT_EQ(Insert(fresh), 0u);
   EXPECT_EQ(*store_->GetPattern(fresh.pattern_id), fresh);
+}
+
+TEST_P(LearningConformance, CommitExtractionWritesTheWholeBatchInOneTransaction) {
+  Pattern a = MakePattern("a");
+  a.effectiveness = {};
+  Insert(a);
+  const std::string e1 = NewCompletedEpisode();
+  const std::string e2 = NewCompletedEpisode();
+  const std::string untouched = NewCompletedEpisode();
+  std::vector<Attribution> shown = {{e1, a.pattern_id, true, clock_.Now()}};
+  ASSERT_TRUE(store_->RecordAttributions(shown).ok());
+  Pattern b = MakePattern("b");
+  Heuristic h = MakeHeuristic(0.6);
+
+  ExtractionBatch batch;
+  batch.keys = {"a", "b", "a"};
+  size_t seen = 99;
+  batch.merge = [&](std::vector<Pattern>& patterns, ExtractionOutput& out) {
+    seen = patterns.size();
+    for (Pattern& p : patterns) p.occurrences += 10;
+    patterns.push_back(b);
+    out.heuristics = {h};
+    // e1 fed both (b twice), e2 fed b; an unknown episode is ignored.
+    out.episode_patterns = {{e1, a.pattern_id}, {e1, b.pattern_id}, {e2, b.pattern_id},
+                            {e1, b.pattern_id}, {"episode-that-does-not-exist", a.pattern_id}};
+    return OkStatus();
+  };
+  batch.outcomes = {{e1, true}, {e2, false}};
+  batch.extracted = {e1, e2, "episode-that-does-not-exist"};
+  const int64_t before = Generation();
+  Result<size_t> credited = store_->CommitExtraction(batch);
+  ASSERT_TRUE(credited.ok()) << credited.status().ToString();
+  EXPECT_EQ(*credited, 1u);
+  EXPECT_EQ(seen, 1u) << "the merge sees the stored patterns of its keys";
+  EXPECT_GT(Generation(), before);
+
+  Reopen();
+  EXPECT_EQ(PatternIdsOf(e1), (std::vector<std::string>{a.pattern_id, b.pattern_id}));
+  EXPECT_EQ(PatternIdsOf(e2), std::vector<std::string>{b.pattern_id});
+  EXPECT_TRUE(PatternIdsOf(untouched).empty());
+  EXPECT_EQ(store_->GetPattern(a.pattern_id)->occurrences, a.occurrences + 10);
+  EXPECT_EQ(store_->GetPattern(a.pattern_id)->effectiveness.success_when_applied, 1);
+  EXPECT_EQ(*store_->GetPattern(b.pattern_id), b);
+  EXPECT_EQ(*store_->ListHeuristics(10), std::vector<Heuristic>{h});
+  EXPECT_EQ(*store_->PendingExtraction(10), std::vector<std::string>{untouched});
+
+  // Again: nothing is listed twice, nothing credited twice; new ids go after the old.
+  Pattern c = MakePattern("c");
+  ExtractionBatch again;
+  again.keys = {"c"};
+  again.merge = [&](std::vector<Pattern>& patterns, ExtractionOutput& out) {
+    patterns.push_back(c);
+    out.episode_patterns = {{e1, b.pattern_id}, {e1, c.pattern_id}, {e1, a.pattern_id}};
+    return OkStatus();
+  };
+  again.outcomes = {{e1, true}};
+  again.extracted = {e1};
+  credited = store_->CommitExtraction(again);
+  ASSERT_TRUE(credited.ok()) << credited.status().ToString();
+  EXPECT_EQ(*credited, 0u);
+  EXPECT_EQ(PatternIdsOf(e1), (std::vector<std::string>{a.pattern_id, b.pattern_id, c.pattern_id}));
+  EXPECT_EQ(store_->GetPattern(a.pattern_id)->effectiveness.success_when_applied, 1);
+
+  // Without a merge: credits and marks only.
+  ExtractionBatch marks_only;
+  marks_only.extracted = {untouched};
+  ASSERT_TRUE(store_->CommitExtraction(marks_only).ok());
+  EXPECT_TRUE(store_->PendingExtraction(10)->empty());
+}
+
+TEST_P(LearningConformance, CommitExtractionThatFailsWritesNothing) {
+  Pattern a = MakePattern("a");
+  a.effectiveness = {};
+  Insert(a);
+  const std::string e1 = NewCompletedEpisode();
+  std::vector<Attribution> shown = {{e1, a.pattern_id, false, clock_.Now()}};
+  ASSERT_TRUE(store_->RecordAttributions(shown).ok());
+  const Pattern stored = *store_->GetPattern(a.pattern_id);
+
+  ExtractionBatch batch;
+  batch.keys = {"a", "b"};
+  batch.merge = [&](std::vector<Pattern>& patterns, ExtractionOutput& out) {
+    for (Pattern& p : patterns) p.occurrences += 1;
+    patterns.push_back(MakePattern("b"));
+    out.heuristics = {MakeHeuristic(0.9)};
+    out.episode_patterns = {{e1, a.pattern_id}};
+    return InternalError("merge gave up");
+  };
+  batch.outcomes = {{e1, true}};
+  batch.extracted = {e1};
+  Result<size_t> credited = store_->CommitExtraction(batch);
+  EXPECT_EQ(credited.status().code(), StatusCode::kInternal);
+  EXPECT_EQ(*store_->GetPattern(a.pattern_id), stored);
+  EXPECT_EQ(store_->ListPatterns({})->size(), 1u);
+  EXPECT_TRUE(store_->ListHeuristics(10)->empty());
+  EXPECT_TRUE(PatternIdsOf(e1).empty());
+  EXPECT_EQ(*store_->PendingExtraction(10), std::vector<std::string>{e1});
+  EXPECT_EQ(Credit(e1, true), 1u) << "the failed commit credited nothing";
+
+  // A heuristic that cannot be stored fails the batch too, after a merge that succeeded.
+  ExtractionBatch bad;
+  bad.keys = {"a"};
+  bad.merge = [&](std::vector<Pattern>& patterns, ExtractionOutput& out) {
+    for (Pattern& p : patterns) p.occurrences += 1;
+    Heuristic h = MakeHeuristic(0.5);
+    h.heuristic_id.clear();
+    out.heuristics = {h};
+    out.episode_patterns = {{e1, a.pattern_id}};
+    return OkStatus();
+  };
+  bad.extracted = {e1};
+  EXPECT_EQ(store_->CommitExtraction(bad).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->GetPattern(a.pattern_id)->occurrences, stored.occurrences);
+  EXPECT_TRUE(PatternIdsOf(e1).empty());
+  EXPECT_EQ(*store_->PendingExtraction(10), std::vector<std::string>{e1});
 }
 
 TEST_P(LearningConformance, EveryLearningWriteBumpsTheGeneration) {

@@ -352,8 +352,11 @@ TEST_P(RetrievalConformance, EveryWriteBumpsTheGenerationAndReadsDoNot) {
   Attribution a{other.episode_id, p.pattern_id, /*applied=*/true, At(1'767'225'700'000)};
   ASSERT_TRUE(store_->RecordAttributions(std::span<const Attribution>(&a, 1)).ok());
   bumped("RecordAttributions");
-  ASSERT_TRUE(store_->CreditAttributions(other.episode_id, true).ok());
-  bumped("CreditAttributions");
+  ExtractionBatch extraction;
+  extraction.outcomes = {{other.episode_id, true}};
+  extraction.extracted = {other.episode_id};
+  ASSERT_TRUE(store_->CommitExtraction(extraction).ok());
+  bumped("CommitExtraction");
   ASSERT_TRUE(store_->MarkExtracted(std::vector<std::string>{e.episode_id}).ok());
   bumped("MarkExtracted");
   ASSERT_TRUE(store_->ResetLearning().ok());
@@ -367,7 +370,7 @@ TEST_P(RetrievalConformance, EveryWriteBumpsTheGenerationAndReadsDoNot) {
   ASSERT_TRUE(store_->GetTermStats(std::vector<std::string>{"flaky"}).ok());
   ASSERT_TRUE(store_->Stats().ok());
   AllVectors(kSpace);
-  ASSERT_TRUE(store_->EpisodesWithoutVector(kSpace, 10).ok());
+  ASSERT_TRUE(store_->EpisodesWithoutVector(kSpace, "", 10).ok());
   ASSERT_TRUE(store_->ListPatterns({}).ok());
   ASSERT_TRUE(store_->PendingExtraction(10).ok());
   EXPECT_EQ(Generation(), g);
@@ -499,15 +502,19 @@ TEST_P(RetrievalConformance, EpisodesWithoutVectorAreCompletedOnesOldestFirst) {
   }
   ASSERT_TRUE(store_->CreateEpisode(MakeEpisode(clock_, 1)).ok());  // in progress: never listed
 
-  auto missing = store_->EpisodesWithoutVector(kSpace, 10);
+  auto missing = store_->EpisodesWithoutVector(kSpace, "", 10);
   ASSERT_TRUE(missing.ok()) << missing.status().ToString();
   EXPECT_EQ(*missing, ids);
-  EXPECT_EQ(*store_->EpisodesWithoutVector(kSpace, 2), (std::vector<std::string>{ids[0], ids[1]}));
+  EXPECT_EQ(*store_->EpisodesWithoutVector(kSpace, "", 2), (std::vector<std::string>{ids[0], ids[1]}));
 
   std::vector<EpisodeVector> some = {{ids[0], {1, 0, 0, 0}}, {ids[2], {0, 1, 0, 0}}};
   ASSERT_TRUE(store_->PutVectors(kSpace, some).ok());
-  EXPECT_EQ(*store_->EpisodesWithoutVector(kSpace, 10), (std::vector<std::string>{ids[1], ids[3]}));
-  EXPECT_EQ(*store_->EpisodesWithoutVector(kOtherSpace, 10), ids) << "vectors count only in their own space";
+  EXPECT_EQ(*store_->EpisodesWithoutVector(kSpace, "", 10), (std::vector<std::string>{ids[1], ids[3]}));
+  EXPECT_EQ(*store_->EpisodesWithoutVector(kOtherSpace, "", 10), ids) << "vectors count only in their own space";
+  // A walk resumes after the last id it got.
+  EXPECT_EQ(*store_->EpisodesWithoutVector(kSpace, ids[1], 10), std::vector<std::string>{ids[3]});
+  EXPECT_TRUE(store_->EpisodesWithoutVector(kSpace, ids[3], 10)->empty());
+  EXPECT_EQ(*store_->EpisodesWithoutVector(kOtherSpace, ids[0], 2), (std::vector<std::string>{ids[1], ids[2]}));
 }
 
 TEST_P(RetrievalConformance, ChangingTheSpaceDropsTheOldVectors) {
@@ -522,7 +529,7 @@ TEST_P(RetrievalConformance, ChangingTheSpaceDropsTheOldVectors) {
   ASSERT_TRUE(store_->SetEmbeddingSpace(kOtherSpace).ok());
   EXPECT_TRUE(AllVectors(kSpace).empty());
   EXPECT_TRUE(AllVectors(kOtherSpace).empty());
-  EXPECT_EQ(*store_->EpisodesWithoutVector(kOtherSpace, 10), std::vector<std::string>{e.episode_id});
+  EXPECT_EQ(*store_->EpisodesWithoutVector(kOtherSpace, "", 10), std::vector<std::string>{e.episode_id});
   ASSERT_TRUE(store_->PutVectors(kOtherSpace, v).ok());
   EXPECT_EQ(AllVectors(kOtherSpace).size(), 1u);
 }
@@ -545,7 +552,7 @@ TEST_P(RetrievalConformance, EmptyVectorBatchIsFine) {
   ASSERT_TRUE(store_->SetEmbeddingSpace(kSpace).ok());
   EXPECT_TRUE(store_->PutVectors(kSpace, {}).ok());
   EXPECT_TRUE(AllVectors(kSpace).empty());
-  EXPECT_TRUE(store_->EpisodesWithoutVector(kSpace, 10)->empty());
+  EXPECT_TRUE(store_->EpisodesWithoutVector(kSpace, "", 10)->empty());
 }
 
 INSTANTIATE_TEST_SUITE_P(AllBackends, RetrievalConformance, ::testing::ValuesIn(AllBackendFactories()),

@@ -106,8 +106,8 @@ class DomainScopedStore final : public StorageBackend {
   Result<std::unique_ptr<VectorStream>> ListVectors(const EmbeddingSpace& space, int64_t after_seq) override {
     return base_.ListVectors(space, after_seq);
   }
-  Result<std::vector<std::string>> EpisodesWithoutVector(const EmbeddingSpace& space, size_t limit) override {
-    return base_.EpisodesWithoutVector(space, limit);
+  Result<std::vector<std::string>> EpisodesWithoutVector(const EmbeddingSpace& space, std::string_view after, size_t limit) override {
+    return base_.EpisodesWithoutVector(space, after, limit);
   }
   Status MergePatterns(std::span<const std::string> keys,
                        const std::function<Status(std::vector<Pattern>&)>& merge) override {
@@ -121,11 +121,9 @@ class DomainScopedStore final : public StorageBackend {
   Status RecordAttributions(std::span<const Attribution> attributions) override {
     return base_.RecordAttributions(attributions);
   }
-  Result<std::vector<std::string>> CreditAttributions(std::string_view episode_id, bool success) override {
-    return base_.CreditAttributions(episode_id, success);
-  }
   Result<std::vector<std::string>> PendingExtraction(size_t limit) override { return base_.PendingExtraction(limit); }
   Status MarkExtracted(std::span<const std::string> episode_ids) override { return base_.MarkExtracted(episode_ids); }
+  Result<size_t> CommitExtraction(const ExtractionBatch& batch) override { return base_.CommitExtraction(batch); }
   Status CheckHealth() override { return base_.CheckHealth(); }
 
  private:

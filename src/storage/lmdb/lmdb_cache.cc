@@ -414,8 +414,9 @@ class LmdbCacheImpl final : public LmdbCache {
   Result<StoreStats> Stats() override { return base_->Stats(); }
 
   // The retrieval index and the learning tables are not cached: they change with every
-  // completion and are read in bulk, so these forward to the base. None of them changes a
-  // cached episode (a copy holds the episode's own fields only).
+  // completion and are read in bulk, so these forward to the base. Only ResetLearning and
+  // CommitExtraction change cached episodes (their pattern_ids); the rest change none (a
+  // copy holds the episode's own fields only).
   Result<int64_t> Generation() override { return base_->Generation(); }
   Result<std::vector<TextHit>> SearchText(const TextSearchRequest& request) override {
     return base_->SearchText(request);
@@ -429,8 +430,8 @@ class LmdbCacheImpl final : public LmdbCache {
   Result<std::unique_ptr<VectorStream>> ListVectors(const EmbeddingSpace& space, int64_t after_seq) override {
     return base_->ListVectors(space, after_seq);
   }
-  Result<std::vector<std::string>> EpisodesWithoutVector(const EmbeddingSpace& space, size_t limit) override {
-    return base_->EpisodesWithoutVector(space, limit);
+  Result<std::vector<std::string>> EpisodesWithoutVector(const EmbeddingSpace& space, std::string_view after, size_t limit) override {
+    return base_->EpisodesWithoutVector(space, after, limit);
   }
   Status MergePatterns(std::span<const std::string> keys,
                        const std::function<Status(std::vector<Pattern>&)>& merge) override {
@@ -443,17 +444,51 @@ class LmdbCacheImpl final : public LmdbCache {
   Status SetPatternDecay(std::span<const std::pair<std::string, double>> weights) override {
     return base_->SetPatternDecay(weights);
   }
-  Status ResetLearning() override { return base_->ResetLearning(); }
+  // Every episode's pattern_ids may have been emptied: every copy goes. Clear bumps the
+  // generation, so a refill whose base read predates the reset is refused.
+  Status ResetLearning() override {
+    ENGRAM_RETURN_IF_ERROR(base_->ResetLearning());
+    return Clear();
+  }
   Status PutHeuristics(std::span<const Heuristic> heuristics) override { return base_->PutHeuristics(heuristics); }
   Result<std::vector<Heuristic>> ListHeuristics(size_t limit) override { return base_->ListHeuristics(limit); }
   Status RecordAttributions(std::span<const Attribution> attributions) override {
     return base_->RecordAttributions(attributions);
   }
-  Result<std::vector<std::string>> CreditAttributions(std::string_view episode_id, bool success) override {
-    return base_->CreditAttributions(episode_id, success);
-  }
   Result<std::vector<std::string>> PendingExtraction(size_t limit) override { return base_->PendingExtraction(limit); }
   Status MarkExtracted(std::span<const std::string> episode_ids) override { return base_->MarkExtracted(episode_ids); }
+
+  // The batch's episodes (those it credits or marks) are the ones whose pattern_ids it
+  // appends to, so they are written as any episode write is (BeginWrite/EndWrite). An episode
+  // the merge names beyond them is dropped after the commit.
+  Result<size_t> CommitExtraction(const ExtractionBatch& batch) override {
+    std::vector<std::string> ids;
+    std::unordered_set<std::string> listed;
+    auto add = [&](const std::string& id) {
+      if (listed.insert(id).second) ids.push_back(id);
+    };
+    for (const auto& [id, success] : batch.outcomes) add(id);
+    for (const std::string& id : batch.extracted) add(id);
+    std::vector<std::string> named;  // episodes the last run of the merge appended to
+    ExtractionBatch forwarded = batch;
+    if (batch.merge) {
+      forwarded.merge = [&](std::vector<Pattern>& patterns, ExtractionOutput& out) -> Status {
+        Status s = batch.merge(patterns, out);
+        named.clear();
+        for (const auto& [episode_id, pattern_id] : out.episode_patterns) named.push_back(episode_id);
+        return s;
+      };
+    }
+    ENGRAM_ASSIGN_OR_RETURN(Ticket ticket, BeginWrite(std::move(ids)));
+    Result<size_t> credited = base_->CommitExtraction(forwarded);
+    EndWrite(ticket, {});
+    std::vector<std::string> others;
+    for (std::string& id : named) {
+      if (listed.insert(id).second) others.push_back(std::move(id));
+    }
+    if (!others.empty()) ENGRAM_RETURN_IF_ERROR(Invalidate(others));
+    return credited;
+  }
 
   Status CheckHealth() override {
     ENGRAM_RETURN_IF_ERROR(base_->CheckHealth());

@@ -134,7 +134,30 @@ constexpr const char* kSetDecaySql =
     "WHERE p.pattern_id = u.pattern_id";
 constexpr const char* kResetLearningSql =
     "DELETE FROM pattern_attributions; DELETE FROM heuristics; DELETE FROM patterns; "
+    "UPDATE episodes SET pattern_ids_json = '[]' WHERE pattern_ids_json <> '[]'; "
     "UPDATE episodes SET extract_pending = true WHERE outcome_kind IS NOT NULL AND NOT extract_pending";
+// ChangePayloads announces an id it cannot list as " *": every episode changed (a reset
+// empties every episode's pattern_ids).
+const std::string kEveryEpisode[] = {std::string()};
+// The episodes' pattern_ids, rows locked in id order (no deadlock between two batches).
+constexpr const char* kLockEpisodePatternIdsSql =
+    "SELECT episode_id, pattern_ids_json FROM episodes WHERE episode_id = ANY($1::text[]) "
+    "ORDER BY episode_id FOR NO KEY UPDATE";
+constexpr const char* kSetEpisodePatternIdsSql =
+    "UPDATE episodes e SET pattern_ids_json = u.ids FROM unnest($1::text[], $2::text[]) AS u(episode_id, ids) "
+    "WHERE e.episode_id = u.episode_id";
+// Credits of a whole batch: the patterns its episodes were shown, locked in id order; the
+// attributions marked credited (returning which); the per-pattern counts added.
+constexpr const char* kBatchAttributedPatternsSql =
+    "SELECT DISTINCT pattern_id FROM pattern_attributions WHERE episode_id = ANY($1::text[]) AND NOT credited";
+constexpr const char* kBatchCreditSql =
+    "UPDATE pattern_attributions SET credited = true WHERE episode_id = ANY($1::text[]) AND NOT credited "
+    "RETURNING episode_id, pattern_id";
+constexpr const char* kAddCreditsSql =
+    "UPDATE patterns p SET success_when_applied = p.success_when_applied + u.successes, "
+    "failure_when_applied = p.failure_when_applied + u.failures "
+    "FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u(pattern_id, successes, failures) "
+    "WHERE p.pattern_id = u.pattern_id";
 constexpr const char* kUpsertHeuristicSql =
     "INSERT INTO heuristics (" ENGRAM_PG_HEURISTIC_COLUMNS ") VALUES ($1, $2, $3, $4::float8, $5, $6::float8, "
     "$7::bigint, $8, $9::bigint, $10::bigint) "
@@ -165,15 +188,6 @@ constexpr const char* kBumpEffectivenessSql =
     "FROM (SELECT pattern_id, count(*) FILTER (WHERE NOT applied) AS shown, count(*) FILTER (WHERE applied) AS applied, "
     "max(at) AS at FROM unnest($1::text[], $2::boolean[], $3::bigint[]) AS u(pattern_id, applied, at) "
     "GROUP BY pattern_id) c WHERE p.pattern_id = c.pattern_id";
-constexpr const char* kAttributedPatternsSql =
-    "SELECT pattern_id FROM pattern_attributions WHERE episode_id = $1::text AND NOT credited";
-constexpr const char* kCreditSql =
-    "UPDATE pattern_attributions SET credited = true WHERE episode_id = $1::text AND NOT credited "
-    "RETURNING pattern_id";
-constexpr const char* kCreditSuccessSql =
-    "UPDATE patterns SET success_when_applied = success_when_applied + 1 WHERE pattern_id = ANY($1::text[])";
-constexpr const char* kCreditFailureSql =
-    "UPDATE patterns SET failure_when_applied = failure_when_applied + 1 WHERE pattern_id = ANY($1::text[])";
 constexpr const char* kPendingSql =
     "SELECT episode_id FROM episodes WHERE extract_pending ORDER BY episode_id LIMIT $1::bigint";
 constexpr const char* kMarkExtractedSql =
@@ -306,6 +320,123 @@ std::optional<std::string> DoubleText(double v) {
   return std::string(buf, ec == std::errc() ? end : buf);
 }
 
+Status CheckHeuristic(const Heuristic& h) {
+  if (h.heuristic_id.empty()) return InvalidArgumentError("a heuristic has no heuristic_id");
+  return OkStatus();
+}
+
+Status WriteHeuristic(Connection& conn, const Heuristic& h) {
+  Params p;
+  p.Text(h.heuristic_id).Text(h.condition).Text(h.action).Double(h.confidence);
+  p.Text(DumpColumn(json(h.evidence_episode_ids))).Double(h.success_rate).Int(h.sample_size);
+  p.Text(h.source_pattern_id).Int(ToMillis(h.created_at)).Int(ToMillis(h.updated_at));
+  ENGRAM_ASSIGN_OR_RETURN(PgResult r, conn.Query(kUpsertHeuristicSql, p));
+  return OkStatus();
+}
+
+// Locks the keys, loads their patterns, calls `merge` and writes back every pattern it
+// leaves, inside the caller's write transaction.
+Status MergeInTransaction(Connection& conn, const std::vector<std::optional<std::string>>& key_list,
+                          const std::function<Status(std::vector<Pattern>&)>& merge) {
+  // Advisory locks in ascending order of lock id, one statement each so the order is
+  // certain: two merges over overlapping keys queue instead of deadlocking.
+  ENGRAM_ASSIGN_OR_RETURN(PgResult hashes, conn.Query(kKeyLocksSql, Params().TextArray(key_list)));
+  for (int i = 0; i < hashes.rows(); ++i) {
+    ENGRAM_ASSIGN_OR_RETURN(PgResult locked, conn.Query(kKeyLockSql, Params().Int(hashes.Int(i, 0))));
+  }
+  // After the locks, in READ COMMITTED: sees every merge that committed before.
+  ENGRAM_ASSIGN_OR_RETURN(PgResult rows, conn.Query(kSelectPatternsByKeySql, Params().TextArray(key_list)));
+  std::vector<Pattern> patterns;
+  ContextMemo memo;
+  for (int i = 0; i < rows.rows(); ++i) {
+    ENGRAM_ASSIGN_OR_RETURN(Pattern p, ReadPatternRow(rows, i, &memo));
+    patterns.push_back(std::move(p));
+  }
+  ENGRAM_RETURN_IF_ERROR(merge(patterns));
+  std::set<std::string_view> ids, similarity_keys;
+  for (const Pattern& p : patterns) {
+    if (p.pattern_id.empty()) return InvalidArgumentError("a merged pattern has no pattern_id");
+    if (p.similarity_key.empty()) {
+      return InvalidArgumentError("pattern " + p.pattern_id + " has no similarity key");
+    }
+    if (!ids.insert(p.pattern_id).second) {
+      return InvalidArgumentError("the merge returned pattern " + p.pattern_id + " twice");
+    }
+    if (!similarity_keys.insert(p.similarity_key).second) {
+      return AlreadyExistsError("the merge returned two patterns with the similarity key \"" + p.similarity_key +
+                                "\"");
+    }
+  }
+  for (const Pattern& p : patterns) ENGRAM_RETURN_IF_ERROR(WritePattern(conn, p));
+  return OkStatus();
+}
+
+// Appends to each episode's pattern_ids the patterns `pairs` name for it that it does not
+// list yet, inside the caller's write transaction; `changed` gets the episodes it changed.
+// Episodes not in the store are skipped.
+Status AppendEpisodePatterns(Connection& conn, std::span<const std::pair<std::string, std::string>> pairs,
+                             std::vector<std::string>* changed) {
+  if (pairs.empty()) return OkStatus();
+  std::map<std::string, std::vector<std::string>> added;  // episode -> patterns, in pair order
+  for (const auto& [episode_id, pattern_id] : pairs) added[episode_id].push_back(pattern_id);
+  std::vector<std::optional<std::string>> episode_ids;
+  for (const auto& [episode_id, patterns] : added) episode_ids.push_back(episode_id);
+  ENGRAM_ASSIGN_OR_RETURN(PgResult rows, conn.Query(kLockEpisodePatternIdsSql, Params().TextArray(episode_ids)));
+  std::vector<std::optional<std::string>> update_ids, update_lists;
+  for (int i = 0; i < rows.rows(); ++i) {
+    const std::string episode_id = rows.Text(i, 0);
+    ENGRAM_ASSIGN_OR_RETURN(std::vector<std::string> ids, DecodeStringList(rows.Text(i, 1), episode_id, "pattern_ids"));
+    bool grew = false;
+    for (const std::string& pattern_id : added[episode_id]) {
+      if (std::find(ids.begin(), ids.end(), pattern_id) != ids.end()) continue;
+      ids.push_back(pattern_id);
+      grew = true;
+    }
+    if (!grew) continue;
+    update_ids.push_back(episode_id);
+    update_lists.push_back(DumpColumn(json(ids)));
+    changed->push_back(episode_id);
+  }
+  if (update_ids.empty()) return OkStatus();
+  ENGRAM_ASSIGN_OR_RETURN(PgResult r,
+                          conn.Query(kSetEpisodePatternIdsSql, Params().TextArray(update_ids).TextArray(update_lists)));
+  return OkStatus();
+}
+
+// Credits the uncredited attributions of the episodes of `outcomes` with their outcomes,
+// inside the caller's write transaction. Returns how many it credited.
+Result<size_t> CreditEpisodes(Connection& conn, std::span<const std::pair<std::string, bool>> outcomes) {
+  if (outcomes.empty()) return size_t{0};
+  std::map<std::string, bool> succeeded;
+  std::vector<std::optional<std::string>> episode_ids;
+  for (const auto& [episode_id, success] : outcomes) {
+    if (succeeded.insert_or_assign(episode_id, success).second) episode_ids.push_back(episode_id);
+  }
+  ENGRAM_ASSIGN_OR_RETURN(PgResult pending, conn.Query(kBatchAttributedPatternsSql, Params().TextArray(episode_ids)));
+  if (pending.rows() == 0) return size_t{0};  // most episodes were shown nothing
+  std::vector<std::optional<std::string>> pattern_ids;
+  for (int i = 0; i < pending.rows(); ++i) pattern_ids.push_back(pending.Text(i, 0));
+  // Pattern rows first, in id order, as RecordAttributions locks them.
+  ENGRAM_ASSIGN_OR_RETURN(PgResult locked, conn.Query(kLockPatternsSql, Params().TextArray(pattern_ids)));
+  // Under the locks: a concurrent credit of the same episode finds nothing left.
+  ENGRAM_ASSIGN_OR_RETURN(PgResult marked, conn.Query(kBatchCreditSql, Params().TextArray(episode_ids)));
+  std::map<std::string, std::pair<int64_t, int64_t>> counts;  // pattern -> (successes, failures)
+  for (int i = 0; i < marked.rows(); ++i) {
+    auto& [successes, failures] = counts[marked.Text(i, 1)];
+    (succeeded[marked.Text(i, 0)] ? successes : failures) += 1;
+  }
+  std::vector<std::optional<std::string>> ids, successes, failures;
+  for (const auto& [id, count] : counts) {
+    ids.push_back(id);
+    successes.push_back(std::to_string(count.first));
+    failures.push_back(std::to_string(count.second));
+  }
+  if (ids.empty()) return size_t{0};
+  ENGRAM_ASSIGN_OR_RETURN(PgResult added,
+                          conn.Query(kAddCreditsSql, Params().TextArray(ids).TextArray(successes).TextArray(failures)));
+  return static_cast<size_t>(marked.rows());
+}
+
 }  // namespace
 
 // ---- PostgresBackend: learning ----
@@ -313,39 +444,7 @@ std::optional<std::string> DoubleText(double v) {
 Status PostgresBackend::MergePatterns(std::span<const std::string> keys,
                                       const std::function<Status(std::vector<Pattern>&)>& merge) {
   std::vector<std::optional<std::string>> key_list = OptStrings(keys);
-  return RunWrite([&](Connection& conn) -> Status {
-    // Advisory locks in ascending order of lock id, one statement each so the order is
-    // certain: two merges over overlapping keys queue instead of deadlocking.
-    ENGRAM_ASSIGN_OR_RETURN(PgResult hashes, conn.Query(kKeyLocksSql, Params().TextArray(key_list)));
-    for (int i = 0; i < hashes.rows(); ++i) {
-      ENGRAM_ASSIGN_OR_RETURN(PgResult locked, conn.Query(kKeyLockSql, Params().Int(hashes.Int(i, 0))));
-    }
-    // After the locks, in READ COMMITTED: sees every merge that committed before.
-    ENGRAM_ASSIGN_OR_RETURN(PgResult rows, conn.Query(kSelectPatternsByKeySql, Params().TextArray(key_list)));
-    std::vector<Pattern> patterns;
-    ContextMemo memo;
-    for (int i = 0; i < rows.rows(); ++i) {
-      ENGRAM_ASSIGN_OR_RETURN(Pattern p, ReadPatternRow(rows, i, &memo));
-      patterns.push_back(std::move(p));
-    }
-    ENGRAM_RETURN_IF_ERROR(merge(patterns));
-    std::set<std::string_view> ids, similarity_keys;
-    for (const Pattern& p : patterns) {
-      if (p.pattern_id.empty()) return InvalidArgumentError("a merged pattern has no pattern_id");
-      if (p.similarity_key.empty()) {
-        return InvalidArgumentError("pattern " + p.pattern_id + " has no similarity key");
-      }
-      if (!ids.insert(p.pattern_id).second) {
-        return InvalidArgumentError("the merge returned pattern " + p.pattern_id + " twice");
-      }
-      if (!similarity_keys.insert(p.similarity_key).second) {
-        return AlreadyExistsError("the merge returned two patterns with the similarity key \"" + p.similarity_key +
-                                  "\"");
-      }
-    }
-    for (const Pattern& p : patterns) ENGRAM_RETURN_IF_ERROR(WritePattern(conn, p));
-    return OkStatus();
-  });
+  return RunWrite([&](Connection& conn) { return MergeInTransaction(conn, key_list, merge); });
 }
 
 Result<Pattern> PostgresBackend::GetPattern(std::string_view pattern_id) {
@@ -403,21 +502,13 @@ Status PostgresBackend::SetPatternDecay(std::span<const std::pair<std::string, d
 }
 
 Status PostgresBackend::ResetLearning() {
-  return RunWrite([&](Connection& conn) { return conn.Exec(kResetLearningSql); });
+  return RunWrite([&](Connection& conn) { return conn.Exec(kResetLearningSql); }, kEveryEpisode);
 }
 
 Status PostgresBackend::PutHeuristics(std::span<const Heuristic> heuristics) {
-  for (const Heuristic& h : heuristics) {
-    if (h.heuristic_id.empty()) return InvalidArgumentError("a heuristic has no heuristic_id");
-  }
+  for (const Heuristic& h : heuristics) ENGRAM_RETURN_IF_ERROR(CheckHeuristic(h));
   return RunWrite([&](Connection& conn) -> Status {
-    for (const Heuristic& h : heuristics) {
-      Params p;
-      p.Text(h.heuristic_id).Text(h.condition).Text(h.action).Double(h.confidence);
-      p.Text(DumpColumn(json(h.evidence_episode_ids))).Double(h.success_rate).Int(h.sample_size);
-      p.Text(h.source_pattern_id).Int(ToMillis(h.created_at)).Int(ToMillis(h.updated_at));
-      ENGRAM_ASSIGN_OR_RETURN(PgResult r, conn.Query(kUpsertHeuristicSql, p));
-    }
+    for (const Heuristic& h : heuristics) ENGRAM_RETURN_IF_ERROR(WriteHeuristic(conn, h));
     return OkStatus();
   });
 }
@@ -459,39 +550,6 @@ Status PostgresBackend::RecordAttributions(std::span<const Attribution> attribut
   });
 }
 
-Result<std::vector<std::string>> PostgresBackend::CreditAttributions(std::string_view episode_id, bool success) {
-  std::vector<std::string> credited;
-  // Most episodes were shown nothing: a read answers them without a write transaction.
-  bool any = false;
-  ENGRAM_RETURN_IF_ERROR(RunTransaction(*pool_, TxMode::kSnapshot, [&](Connection& conn) -> Status {
-    ENGRAM_ASSIGN_OR_RETURN(PgResult pending, conn.Query(kAttributedPatternsSql, Params().Text(episode_id)));
-    any = pending.rows() > 0;
-    return OkStatus();
-  }));
-  if (!any) return credited;
-  ENGRAM_RETURN_IF_ERROR(RunWrite([&](Connection& conn) -> Status {
-    credited.clear();
-    ENGRAM_ASSIGN_OR_RETURN(PgResult pending, conn.Query(kAttributedPatternsSql, Params().Text(episode_id)));
-    if (pending.rows() == 0) return OkStatus();
-    std::vector<std::optional<std::string>> ids;
-    for (int i = 0; i < pending.rows(); ++i) ids.push_back(pending.Text(i, 0));
-    ENGRAM_ASSIGN_OR_RETURN(PgResult locked, conn.Query(kLockPatternsSql, Params().TextArray(ids)));
-    // Rechecked under the locks: a concurrent credit of the same episode finds nothing left.
-    ENGRAM_ASSIGN_OR_RETURN(PgResult marked, conn.Query(kCreditSql, Params().Text(episode_id)));
-    std::vector<std::optional<std::string>> marked_ids;
-    for (int i = 0; i < marked.rows(); ++i) {
-      credited.push_back(marked.Text(i, 0));
-      marked_ids.push_back(marked.Text(i, 0));
-    }
-    if (marked_ids.empty()) return OkStatus();
-    ENGRAM_ASSIGN_OR_RETURN(PgResult bumped,
-                            conn.Query(success ? kCreditSuccessSql : kCreditFailureSql, Params().TextArray(marked_ids)));
-    return OkStatus();
-  }));
-  std::sort(credited.begin(), credited.end());
-  return credited;
-}
-
 Result<std::vector<std::string>> PostgresBackend::PendingExtraction(size_t limit) {
   std::vector<std::string> ids;
   ENGRAM_RETURN_IF_ERROR(RunTransaction(*pool_, TxMode::kSnapshot, [&](Connection& conn) -> Status {
@@ -512,6 +570,35 @@ Status PostgresBackend::MarkExtracted(std::span<const std::string> episode_ids) 
     ENGRAM_ASSIGN_OR_RETURN(PgResult r, conn.Query(kMarkExtractedSql, Params().TextArray(ids)));
     return OkStatus();
   });
+}
+
+Result<size_t> PostgresBackend::CommitExtraction(const ExtractionBatch& batch) {
+  std::vector<std::optional<std::string>> key_list = OptStrings(batch.keys);
+  std::vector<std::optional<std::string>> extracted = OptStrings(batch.extracted);
+  size_t credited = 0;
+  // One transaction; a retried one (conflict, deadlock) starts over and merges again.
+  // Other hosts' caches learn which episodes' pattern_ids changed from the notification.
+  ENGRAM_RETURN_IF_ERROR(RunTransaction(*pool_, TxMode::kWrite, [&](Connection& conn) -> Status {
+    credited = 0;
+    ExtractionOutput out;
+    if (batch.merge) {
+      ENGRAM_RETURN_IF_ERROR(MergeInTransaction(conn, key_list, [&](std::vector<Pattern>& patterns) {
+        return batch.merge(patterns, out);
+      }));
+    }
+    for (const Heuristic& h : out.heuristics) {
+      ENGRAM_RETURN_IF_ERROR(CheckHeuristic(h));
+      ENGRAM_RETURN_IF_ERROR(WriteHeuristic(conn, h));
+    }
+    std::vector<std::string> changed;
+    ENGRAM_RETURN_IF_ERROR(AppendEpisodePatterns(conn, out.episode_patterns, &changed));
+    ENGRAM_ASSIGN_OR_RETURN(credited, CreditEpisodes(conn, batch.outcomes));
+    if (!extracted.empty()) {
+      ENGRAM_ASSIGN_OR_RETURN(PgResult r, conn.Query(kMarkExtractedSql, Params().TextArray(extracted)));
+    }
+    return BumpGeneration(conn, channel_, changed, writer_);
+  }));
+  return credited;
 }
 
 }  // namespace engram::postgres

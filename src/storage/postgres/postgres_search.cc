@@ -192,7 +192,8 @@ constexpr int kVectorPage = 256;
 // Completed episodes are exactly those with an index entry; its key order is id order.
 constexpr const char* kWithoutVectorSql =
     "SELECT s.episode_id FROM episode_search s WHERE NOT EXISTS (SELECT 1 FROM episode_vectors v "
-    "WHERE v.episode_id = s.episode_id AND v.space = $1::text) ORDER BY s.episode_id LIMIT $2::bigint";
+    "WHERE v.episode_id = s.episode_id AND v.space = $1::text) AND s.episode_id > $3::text "
+    "ORDER BY s.episode_id LIMIT $2::bigint";
 
 // `word` as PostgreSQL can hold it as a lexeme, or "" when it cannot (empty, too long).
 std::string Lexeme(std::string_view word) {
@@ -597,13 +598,13 @@ Result<std::unique_ptr<VectorStream>> PostgresBackend::ListVectors(const Embeddi
   return std::unique_ptr<VectorStream>(std::make_unique<PostgresVectorStream>(pool_, space.Key(), after_seq));
 }
 
-Result<std::vector<std::string>> PostgresBackend::EpisodesWithoutVector(const EmbeddingSpace& space, size_t limit) {
+Result<std::vector<std::string>> PostgresBackend::EpisodesWithoutVector(const EmbeddingSpace& space, std::string_view after, size_t limit) {
   std::vector<std::string> ids;
   if (limit == 0) return ids;
   ENGRAM_RETURN_IF_ERROR(RunTransaction(*pool_, TxMode::kSnapshot, [&](Connection& conn) -> Status {
     ids.clear();
     ENGRAM_ASSIGN_OR_RETURN(PgResult r,
-                            conn.Query(kWithoutVectorSql, Params().Text(space.Key()).Int(static_cast<int64_t>(limit))));
+                            conn.Query(kWithoutVectorSql, Params().Text(space.Key()).Int(static_cast<int64_t>(limit)).Text(after)));
     for (int i = 0; i < r.rows(); ++i) ids.push_back(r.Text(i, 0));
     return OkStatus();
   }));

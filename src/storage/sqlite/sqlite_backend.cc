@@ -155,14 +155,21 @@ void ConnectionPool::Release(std::unique_ptr<Connection> conn) {
 SqliteBackend::SqliteBackend(std::shared_ptr<ConnectionPool> pool, SqliteOptions options, int schema_version)
     : pool_(std::move(pool)), options_(std::move(options)), schema_version_(schema_version) {}
 
-Status SqliteBackend::Write(const std::function<Status(Connection&)>& fn, bool bump_generation) {
+Status SqliteBackend::Write(const std::function<Status(Connection&)>& fn, bool bump_generation, bool sync) {
   if (options_.read_only) return FailedPreconditionError("the store " + options_.path + " is open read-only");
   MutexLock lock(write_mu_);
   ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, pool_->Acquire());
+  // In WAL mode NORMAL skips the fsync of this commit only; the log is appended in commit
+  // order, so the next FULL commit (or checkpoint) syncs this one too, and a power loss
+  // can lose only this commit and those after it, never leave a later one without it.
+  const bool unsynced = !sync && options_.durability == Durability::kFull;
+  if (unsynced) ENGRAM_RETURN_IF_ERROR(conn->Exec("PRAGMA synchronous=NORMAL"));
   Status s = conn->Transaction(/*write=*/true, [&]() -> Status {
     ENGRAM_RETURN_IF_ERROR(fn(*conn));
     return bump_generation ? BumpGeneration(*conn) : OkStatus();
   });
+  // A connection that cannot be put back to FULL is closed rather than pooled.
+  if (unsynced && !conn->Exec("PRAGMA synchronous=FULL").ok()) return s;
   pool_->Release(std::move(conn));
   return s;
 }

@@ -60,7 +60,7 @@ class SqliteBackend final : public StorageBackend {
   Status SetEmbeddingSpace(const EmbeddingSpace& space) override;
   Status PutVectors(const EmbeddingSpace& space, std::span<const EpisodeVector> vectors) override;
   Result<std::unique_ptr<VectorStream>> ListVectors(const EmbeddingSpace& space, int64_t after_seq) override;
-  Result<std::vector<std::string>> EpisodesWithoutVector(const EmbeddingSpace& space, size_t limit) override;
+  Result<std::vector<std::string>> EpisodesWithoutVector(const EmbeddingSpace& space, std::string_view after, size_t limit) override;
 
   // Learning (sqlite_patterns.cc)
   Status MergePatterns(std::span<const std::string> keys,
@@ -72,9 +72,9 @@ class SqliteBackend final : public StorageBackend {
   Status PutHeuristics(std::span<const Heuristic> heuristics) override;
   Result<std::vector<Heuristic>> ListHeuristics(size_t limit) override;
   Status RecordAttributions(std::span<const Attribution> attributions) override;
-  Result<std::vector<std::string>> CreditAttributions(std::string_view episode_id, bool success) override;
   Result<std::vector<std::string>> PendingExtraction(size_t limit) override;
   Status MarkExtracted(std::span<const std::string> episode_ids) override;
+  Result<size_t> CommitExtraction(const ExtractionBatch& batch) override;
 
   Status CheckHealth() override;
 
@@ -82,7 +82,9 @@ class SqliteBackend final : public StorageBackend {
   // Runs `fn(conn)` in a write transaction on a pooled connection and, unless told not
   // to (a probe that changes nothing), bumps the store generation in that transaction.
   // Writers in this process queue on write_mu_ rather than spinning on SQLite's file lock.
-  Status Write(const std::function<Status(Connection&)>& fn, bool bump_generation = true)
+  // `sync` false commits without syncing the log even under Durability::kFull: only for
+  // writes that can be derived again from what is synced (see CommitExtraction).
+  Status Write(const std::function<Status(Connection&)>& fn, bool bump_generation = true, bool sync = true)
       ENGRAM_LOCKS_EXCLUDED(write_mu_);
   Status Read(const std::function<Status(Connection&)>& fn);
   // kFailedPrecondition when the file is below `version`: only a read-only open of a file

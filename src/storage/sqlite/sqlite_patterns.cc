@@ -81,7 +81,10 @@ constexpr const char* kClearPendingSql = "DELETE FROM extraction_pending WHERE e
 constexpr const char* kPendingSql = "SELECT episode_id FROM extraction_pending ORDER BY episode_id LIMIT ?1";
 constexpr const char* kResetLearningSql =
     "DELETE FROM attributions; DELETE FROM heuristics; DELETE FROM patterns; "
+    "UPDATE episodes SET pattern_ids_json = '[]' WHERE pattern_ids_json <> '[]'; "
     "INSERT OR IGNORE INTO extraction_pending (episode_id) SELECT episode_id FROM episode_docs;";
+constexpr const char* kEpisodePatternIdsSql = "SELECT pattern_ids_json FROM episodes WHERE episode_id = ?1";
+constexpr const char* kSetEpisodePatternIdsSql = "UPDATE episodes SET pattern_ids_json = ?2 WHERE episode_id = ?1";
 
 int64_t SqlLimit(size_t limit) { return limit == 0 ? -1 : static_cast<int64_t>(limit); }
 
@@ -243,6 +246,114 @@ Result<Heuristic> ReadHeuristicRow(const Statement& stmt) {
   return h;
 }
 
+Status CheckHeuristic(const Heuristic& h) {
+  if (h.heuristic_id.empty()) return InvalidArgumentError("a heuristic has no heuristic_id");
+  if (!Finite(h.confidence) || !Finite(h.success_rate)) {
+    return InvalidArgumentError("heuristic " + h.heuristic_id + ": confidence and success_rate must be finite");
+  }
+  return OkStatus();
+}
+
+Status WriteHeuristic(Connection& conn, const Heuristic& h) {
+  ENGRAM_ASSIGN_OR_RETURN(Statement stmt, conn.Prepare(kPutHeuristicSql));
+  stmt.BindText(1, h.heuristic_id);
+  stmt.BindText(2, h.condition);
+  stmt.BindText(3, h.action);
+  stmt.BindDouble(4, h.confidence);
+  stmt.BindText(5, DumpColumn(json(h.evidence_episode_ids)));
+  stmt.BindDouble(6, h.success_rate);
+  stmt.BindInt(7, h.sample_size);
+  stmt.BindText(8, h.source_pattern_id);
+  stmt.BindInt(9, ToMillis(h.created_at));
+  stmt.BindInt(10, ToMillis(h.updated_at));
+  return stmt.Run();
+}
+
+// Loads the patterns whose similarity keys are `keys` (each key once), calls `merge` and
+// writes back every pattern it leaves, inside the caller's write transaction.
+Status MergeInTransaction(Connection& conn, const std::set<std::string>& keys,
+                          const std::function<Status(std::vector<Pattern>&)>& merge) {
+  std::vector<Pattern> patterns;
+  ContextMemo memo;
+  for (const std::string& key : keys) {
+    ENGRAM_ASSIGN_OR_RETURN(Statement stmt, conn.Prepare(kPatternByKeySql));
+    stmt.BindText(1, key);
+    ENGRAM_ASSIGN_OR_RETURN(bool row, stmt.Step());
+    if (!row) continue;
+    ENGRAM_ASSIGN_OR_RETURN(Pattern p, ReadPatternRow(stmt, &memo));
+    patterns.push_back(std::move(p));
+  }
+  ENGRAM_RETURN_IF_ERROR(merge(patterns));
+  for (const Pattern& p : patterns) {
+    ENGRAM_RETURN_IF_ERROR(CheckPattern(p));
+    ENGRAM_RETURN_IF_ERROR(UpsertPattern(conn, p));
+  }
+  return OkStatus();
+}
+
+// Credits the uncredited attributions of `episode_id` with its outcome and marks them
+// credited, inside the caller's write transaction. Returns how many patterns it credited.
+Result<size_t> CreditEpisode(Connection& conn, const std::string& episode_id, bool success) {
+  std::vector<std::string> pending;
+  {
+    ENGRAM_ASSIGN_OR_RETURN(Statement stmt, conn.Prepare(kUncreditedSql));
+    stmt.BindText(1, episode_id);
+    for (;;) {
+      ENGRAM_ASSIGN_OR_RETURN(bool row, stmt.Step());
+      if (!row) break;
+      pending.push_back(stmt.ColumnText(0));
+    }
+  }
+  if (pending.empty()) return size_t{0};
+  size_t credited = 0;
+  for (const std::string& pattern_id : pending) {
+    ENGRAM_ASSIGN_OR_RETURN(Statement credit, conn.Prepare(kCreditPatternSql));
+    credit.BindText(1, pattern_id);
+    credit.BindInt(2, success ? 1 : 0);
+    credit.BindInt(3, success ? 0 : 1);
+    ENGRAM_RETURN_IF_ERROR(credit.Run());
+    if (conn.Changes() > 0) ++credited;
+  }
+  ENGRAM_ASSIGN_OR_RETURN(Statement mark, conn.Prepare(kMarkCreditedSql));
+  mark.BindText(1, episode_id);
+  ENGRAM_RETURN_IF_ERROR(mark.Run());
+  return credited;
+}
+
+// Appends to each episode's pattern_ids the patterns `pairs` name for it that it does not
+// list yet, inside the caller's write transaction. Episodes not in the store are skipped.
+Status AppendEpisodePatterns(Connection& conn, std::span<const std::pair<std::string, std::string>> pairs) {
+  std::vector<std::string> order;  // episodes in the order first named
+  std::unordered_map<std::string, std::vector<std::string>> added;
+  for (const auto& [episode_id, pattern_id] : pairs) {
+    auto [it, fresh] = added.try_emplace(episode_id);
+    if (fresh) order.push_back(episode_id);
+    it->second.push_back(pattern_id);
+  }
+  for (const std::string& episode_id : order) {
+    std::vector<std::string> ids;
+    {
+      ENGRAM_ASSIGN_OR_RETURN(Statement stmt, conn.Prepare(kEpisodePatternIdsSql));
+      stmt.BindText(1, episode_id);
+      ENGRAM_ASSIGN_OR_RETURN(bool row, stmt.Step());
+      if (!row) continue;
+      ENGRAM_ASSIGN_OR_RETURN(ids, ParseStoredList(stmt.ColumnText(0), "episode", episode_id, "pattern_ids"));
+    }
+    bool changed = false;
+    for (const std::string& pattern_id : added[episode_id]) {
+      if (std::find(ids.begin(), ids.end(), pattern_id) != ids.end()) continue;
+      ids.push_back(pattern_id);
+      changed = true;
+    }
+    if (!changed) continue;
+    ENGRAM_ASSIGN_OR_RETURN(Statement update, conn.Prepare(kSetEpisodePatternIdsSql));
+    update.BindText(1, episode_id);
+    update.BindText(2, DumpColumn(json(ids)));
+    ENGRAM_RETURN_IF_ERROR(update.Run());
+  }
+  return OkStatus();
+}
+
 }  // namespace
 
 // ---- extraction marks (sqlite_index.h) ----
@@ -268,24 +379,7 @@ Status SqliteBackend::MergePatterns(std::span<const std::string> keys,
   // Write() holds this process's write mutex and SQLite's write lock (BEGIN IMMEDIATE) from
   // the reads below to the commit, so no writer of any process runs in between. If the
   // transaction is retried after a busy error, the patterns are reloaded and merge runs again.
-  return Write([&](Connection& conn) -> Status {
-    std::vector<Pattern> patterns;
-    ContextMemo memo;
-    for (const std::string& key : unique_keys) {
-      ENGRAM_ASSIGN_OR_RETURN(Statement stmt, conn.Prepare(kPatternByKeySql));
-      stmt.BindText(1, key);
-      ENGRAM_ASSIGN_OR_RETURN(bool row, stmt.Step());
-      if (!row) continue;
-      ENGRAM_ASSIGN_OR_RETURN(Pattern p, ReadPatternRow(stmt, &memo));
-      patterns.push_back(std::move(p));
-    }
-    ENGRAM_RETURN_IF_ERROR(merge(patterns));
-    for (const Pattern& p : patterns) {
-      ENGRAM_RETURN_IF_ERROR(CheckPattern(p));
-      ENGRAM_RETURN_IF_ERROR(UpsertPattern(conn, p));
-    }
-    return OkStatus();
-  });
+  return Write([&](Connection& conn) { return MergeInTransaction(conn, unique_keys, merge); });
 }
 
 Result<Pattern> SqliteBackend::GetPattern(std::string_view pattern_id) {
@@ -360,28 +454,10 @@ Status SqliteBackend::ResetLearning() {
 
 Status SqliteBackend::PutHeuristics(std::span<const Heuristic> heuristics) {
   ENGRAM_RETURN_IF_ERROR(RequireSchema(3, "heuristics"));
-  for (const Heuristic& h : heuristics) {
-    if (h.heuristic_id.empty()) return InvalidArgumentError("a heuristic has no heuristic_id");
-    if (!Finite(h.confidence) || !Finite(h.success_rate)) {
-      return InvalidArgumentError("heuristic " + h.heuristic_id + ": confidence and success_rate must be finite");
-    }
-  }
+  for (const Heuristic& h : heuristics) ENGRAM_RETURN_IF_ERROR(CheckHeuristic(h));
   if (heuristics.empty()) return OkStatus();
   return Write([&](Connection& conn) -> Status {
-    for (const Heuristic& h : heuristics) {
-      ENGRAM_ASSIGN_OR_RETURN(Statement stmt, conn.Prepare(kPutHeuristicSql));
-      stmt.BindText(1, h.heuristic_id);
-      stmt.BindText(2, h.condition);
-      stmt.BindText(3, h.action);
-      stmt.BindDouble(4, h.confidence);
-      stmt.BindText(5, DumpColumn(json(h.evidence_episode_ids)));
-      stmt.BindDouble(6, h.success_rate);
-      stmt.BindInt(7, h.sample_size);
-      stmt.BindText(8, h.source_pattern_id);
-      stmt.BindInt(9, ToMillis(h.created_at));
-      stmt.BindInt(10, ToMillis(h.updated_at));
-      ENGRAM_RETURN_IF_ERROR(stmt.Run());
-    }
+    for (const Heuristic& h : heuristics) ENGRAM_RETURN_IF_ERROR(WriteHeuristic(conn, h));
     return OkStatus();
   });
 }
@@ -433,47 +509,6 @@ Status SqliteBackend::RecordAttributions(std::span<const Attribution> attributio
   });
 }
 
-Result<std::vector<std::string>> SqliteBackend::CreditAttributions(std::string_view episode_id, bool success) {
-  ENGRAM_RETURN_IF_ERROR(RequireSchema(3, "attributions"));
-  std::vector<std::string> credited;
-  // Most episodes were shown nothing: a read answers them without a write transaction
-  // (and its commit) for every extracted episode.
-  bool any = false;
-  ENGRAM_RETURN_IF_ERROR(Read([&](Connection& conn) -> Status {
-    ENGRAM_ASSIGN_OR_RETURN(Statement stmt, conn.Prepare(kUncreditedSql));
-    stmt.BindText(1, episode_id);
-    ENGRAM_ASSIGN_OR_RETURN(any, stmt.Step());
-    return OkStatus();
-  }));
-  if (!any) return credited;
-  ENGRAM_RETURN_IF_ERROR(Write([&](Connection& conn) -> Status {
-    credited.clear();  // a retried transaction starts over
-    std::vector<std::string> pending;
-    {
-      ENGRAM_ASSIGN_OR_RETURN(Statement stmt, conn.Prepare(kUncreditedSql));
-      stmt.BindText(1, episode_id);
-      for (;;) {
-        ENGRAM_ASSIGN_OR_RETURN(bool row, stmt.Step());
-        if (!row) break;
-        pending.push_back(stmt.ColumnText(0));
-      }
-    }
-    if (pending.empty()) return OkStatus();
-    for (const std::string& pattern_id : pending) {
-      ENGRAM_ASSIGN_OR_RETURN(Statement credit, conn.Prepare(kCreditPatternSql));
-      credit.BindText(1, pattern_id);
-      credit.BindInt(2, success ? 1 : 0);
-      credit.BindInt(3, success ? 0 : 1);
-      ENGRAM_RETURN_IF_ERROR(credit.Run());
-      if (conn.Changes() > 0) credited.push_back(pattern_id);
-    }
-    ENGRAM_ASSIGN_OR_RETURN(Statement mark, conn.Prepare(kMarkCreditedSql));
-    mark.BindText(1, episode_id);
-    return mark.Run();
-  }));
-  return credited;
-}
-
 Result<std::vector<std::string>> SqliteBackend::PendingExtraction(size_t limit) {
   ENGRAM_RETURN_IF_ERROR(RequireSchema(3, "extraction marks"));
   std::vector<std::string> ids;
@@ -497,6 +532,41 @@ Status SqliteBackend::MarkExtracted(std::span<const std::string> episode_ids) {
     for (const std::string& id : episode_ids) ENGRAM_RETURN_IF_ERROR(ClearPendingExtraction(conn, id));
     return OkStatus();
   });
+}
+
+Result<size_t> SqliteBackend::CommitExtraction(const ExtractionBatch& batch) {
+  ENGRAM_RETURN_IF_ERROR(RequireSchema(3, "patterns"));
+  const std::set<std::string> unique_keys(batch.keys.begin(), batch.keys.end());
+  size_t credited = 0;
+  // One write transaction (one commit, one wait for the write lock) for the whole batch.
+  // A retried transaction starts over: patterns reloaded, merge called again.
+  // It commits without an fsync (Write's sync=false): everything it writes is derived from
+  // synced episodes, and the extraction marks it clears are in the same transaction, so a
+  // power loss that takes this commit leaves the episodes pending and they are extracted
+  // again. Completions queued behind it on the write lock then no longer wait for a sync.
+  ENGRAM_RETURN_IF_ERROR(Write(
+      [&](Connection& conn) -> Status {
+        credited = 0;
+        ExtractionOutput out;
+        if (batch.merge) {
+          ENGRAM_RETURN_IF_ERROR(MergeInTransaction(conn, unique_keys, [&](std::vector<Pattern>& patterns) {
+            return batch.merge(patterns, out);
+          }));
+        }
+        for (const Heuristic& h : out.heuristics) {
+          ENGRAM_RETURN_IF_ERROR(CheckHeuristic(h));
+          ENGRAM_RETURN_IF_ERROR(WriteHeuristic(conn, h));
+        }
+        ENGRAM_RETURN_IF_ERROR(AppendEpisodePatterns(conn, out.episode_patterns));
+        for (const auto& [episode_id, success] : batch.outcomes) {
+          ENGRAM_ASSIGN_OR_RETURN(size_t n, CreditEpisode(conn, episode_id, success));
+          credited += n;
+        }
+        for (const std::string& id : batch.extracted) ENGRAM_RETURN_IF_ERROR(ClearPendingExtraction(conn, id));
+        return OkStatus();
+      },
+      /*bump_generation=*/true, /*sync=*/false));
+  return credited;
 }
 
 }  // namespace engram::sqlite

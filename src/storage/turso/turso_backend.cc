@@ -69,7 +69,7 @@ constexpr const char* kListVectorsSql =
 constexpr const char* kWithoutVectorSql =
     "SELECT e.episode_id FROM episodes e WHERE e.outcome_kind IS NOT NULL AND NOT EXISTS "
     "(SELECT 1 FROM episode_vectors v WHERE v.episode_id = e.episode_id AND v.space = ?) "
-    "ORDER BY e.episode_id LIMIT ?";
+    "AND e.episode_id > ? ORDER BY e.episode_id LIMIT ?";
 // Ids (a JSON array) that name no completed episode.
 constexpr const char* kNotCompletedIdsSql =
     "SELECT CAST(j.value AS TEXT) FROM json_each(?) j WHERE NOT EXISTS "
@@ -666,10 +666,10 @@ Result<std::unique_ptr<VectorStream>> TursoBackend::ListVectors(const EmbeddingS
   return std::unique_ptr<VectorStream>(std::make_unique<TursoVectorStream>(client_, space, after_seq));
 }
 
-Result<std::vector<std::string>> TursoBackend::EpisodesWithoutVector(const EmbeddingSpace& space, size_t limit) {
+Result<std::vector<std::string>> TursoBackend::EpisodesWithoutVector(const EmbeddingSpace& space, std::string_view after, size_t limit) {
   std::vector<std::string> ids;
   if (limit == 0) return ids;
-  ENGRAM_ASSIGN_OR_RETURN(HranaResult r, client_->Execute(kWithoutVectorSql, {HranaValue::Text(space.Key()),
+  ENGRAM_ASSIGN_OR_RETURN(HranaResult r, client_->Execute(kWithoutVectorSql, {HranaValue::Text(space.Key()), HranaValue::Text(std::string(after)),
                                                                               HranaValue::Int(static_cast<int64_t>(limit))}));
   for (size_t i = 0; i < r.rows.size(); ++i) {
     ENGRAM_ASSIGN_OR_RETURN(std::string id, r.Text(i, 0));

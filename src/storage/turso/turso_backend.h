@@ -128,7 +128,7 @@ class TursoBackend final : public StorageBackend {
   Status SetEmbeddingSpace(const EmbeddingSpace& space) override;
   Status PutVectors(const EmbeddingSpace& space, std::span<const EpisodeVector> vectors) override;
   Result<std::unique_ptr<VectorStream>> ListVectors(const EmbeddingSpace& space, int64_t after_seq) override;
-  Result<std::vector<std::string>> EpisodesWithoutVector(const EmbeddingSpace& space, size_t limit) override;
+  Result<std::vector<std::string>> EpisodesWithoutVector(const EmbeddingSpace& space, std::string_view after, size_t limit) override;
   // Learning: turso_patterns.cc.
   Status MergePatterns(std::span<const std::string> keys,
                        const std::function<Status(std::vector<Pattern>&)>& merge) override;
@@ -139,9 +139,9 @@ class TursoBackend final : public StorageBackend {
   Status PutHeuristics(std::span<const Heuristic> heuristics) override;
   Result<std::vector<Heuristic>> ListHeuristics(size_t limit) override;
   Status RecordAttributions(std::span<const Attribution> attributions) override;
-  Result<std::vector<std::string>> CreditAttributions(std::string_view episode_id, bool success) override;
   Result<std::vector<std::string>> PendingExtraction(size_t limit) override;
   Status MarkExtracted(std::span<const std::string> episode_ids) override;
+  Result<size_t> CommitExtraction(const ExtractionBatch& batch) override;
   Status CheckHealth() override;
 
   HranaClient& client() { return *client_; }

@@ -138,8 +138,6 @@ constexpr const char* kRecordAttributionSql =
 constexpr const char* kBumpUseSql =
     "UPDATE patterns SET times_retrieved = times_retrieved + ?2, times_applied = times_applied + ?3, "
     "last_used = MAX(COALESCE(last_used, ?4), ?4), revision = revision + 1 WHERE pattern_id = ?1";
-constexpr const char* kUncreditedSql =
-    "SELECT pattern_id FROM attributions WHERE episode_id = ? AND credited = 0 ORDER BY pattern_id";
 // Credits a pattern only while its attribution is still uncredited, so two processes
 // crediting the same episode at once credit it once. RETURNING tells whether it did: tursodb
 // answers affected_row_count 0 for every statement.
@@ -158,8 +156,20 @@ constexpr const char* kResetLearningSql[] = {
     "DELETE FROM attributions",
     "DELETE FROM heuristics",
     "DELETE FROM patterns",
+    "UPDATE episodes SET pattern_ids_json = '[]' WHERE pattern_ids_json <> '[]'",
     "INSERT OR IGNORE INTO extraction_pending (episode_id) SELECT episode_id FROM search_docs",
 };
+// CommitExtraction reads what it changes and guards that it is unchanged when its batch
+// runs: the episodes' pattern_ids as read, and the attributions still uncredited.
+constexpr const char* kEpisodePatternIdsSql =
+    "SELECT episode_id, pattern_ids_json FROM episodes "
+    "WHERE episode_id IN (SELECT CAST(value AS TEXT) FROM json_each(?))";
+constexpr const char* kPatternIdsChangedSql =
+    "COALESCE((SELECT pattern_ids_json FROM episodes WHERE episode_id = ?), '') <> ?";
+constexpr const char* kSetEpisodePatternIdsSql = "UPDATE episodes SET pattern_ids_json = ? WHERE episode_id = ?";
+constexpr const char* kBatchUncreditedSql =
+    "SELECT episode_id, pattern_id FROM attributions WHERE credited = 0 "
+    "AND episode_id IN (SELECT CAST(value AS TEXT) FROM json_each(?)) ORDER BY episode_id, pattern_id";
 
 // How many times MergePatterns runs merge again after another writer changed its patterns
 // between its read and its batch, and the first pause between tries (doubling, jittered).
@@ -267,6 +277,23 @@ size_t AddUpsertPattern(HranaBatch& batch, const Pattern& p) {
                     HranaValue::Int(ToMillis(p.updated_at)), HranaValue::Text(p.context.domain)});
 }
 
+Status CheckHeuristic(const Heuristic& h) {
+  if (h.heuristic_id.empty()) return InvalidArgumentError("a heuristic has no heuristic_id");
+  if (!Finite(h.confidence) || !Finite(h.success_rate)) {
+    return InvalidArgumentError("heuristic " + h.heuristic_id + ": confidence and success_rate must be finite");
+  }
+  return OkStatus();
+}
+
+void AddPutHeuristic(HranaBatch& batch, const Heuristic& h) {
+  batch.Add(kPutHeuristicSql,
+            {HranaValue::Text(h.heuristic_id), HranaValue::Text(h.condition), HranaValue::Text(h.action),
+             HranaValue::Float(h.confidence), HranaValue::Text(DumpColumn(json(h.evidence_episode_ids))),
+             HranaValue::Float(h.success_rate), HranaValue::Int(h.sample_size),
+             HranaValue::Text(h.source_pattern_id), HranaValue::Int(ToMillis(h.created_at)),
+             HranaValue::Int(ToMillis(h.updated_at))});
+}
+
 Result<Heuristic> ReadHeuristicRow(const HranaResult& r, size_t row) {
   Heuristic h;
   ENGRAM_ASSIGN_OR_RETURN(h.heuristic_id, r.Text(row, 0));
@@ -313,32 +340,116 @@ void AppendClearPending(HranaBatch& batch, std::string_view episode_id) {
 
 Status TursoBackend::MergePatterns(std::span<const std::string> keys,
                                    const std::function<Status(std::vector<Pattern>&)>& merge) {
-  const std::set<std::string> unique_keys(keys.begin(), keys.end());
+  ExtractionBatch batch;
+  batch.keys.assign(keys.begin(), keys.end());
+  batch.merge = [&](std::vector<Pattern>& patterns, ExtractionOutput&) { return merge(patterns); };
+  return CommitExtraction(batch).status();
+}
+
+// Optimistic as MergePatterns (file comment): reads the patterns of the keys, calls merge,
+// reads the pattern_ids of the episodes it fed and the attributions still to credit, and
+// sends one batch that guards every one of those reads and then writes. Another writer in
+// between makes the batch fail whole, and it all runs again on what that writer left.
+Result<size_t> TursoBackend::CommitExtraction(const ExtractionBatch& batch) {
+  const std::set<std::string> unique_keys(batch.keys.begin(), batch.keys.end());
   const std::string key_list = DumpColumn(json(std::vector<std::string>(unique_keys.begin(), unique_keys.end())));
+  std::vector<std::string> credit_episodes;
+  std::map<std::string, bool> succeeded;
+  for (const auto& [episode_id, success] : batch.outcomes) {
+    if (succeeded.insert_or_assign(episode_id, success).second) credit_episodes.push_back(episode_id);
+  }
+  const std::string credit_list = DumpColumn(json(credit_episodes));
   std::minstd_rand jitter(std::random_device{}());
   std::chrono::milliseconds pause = kMergeBackoff;
   for (int attempt = 1;; ++attempt) {
-    ENGRAM_ASSIGN_OR_RETURN(HranaResult rows, client().Execute(kPatternsByKeysSql, {HranaValue::Text(key_list)}));
     std::map<std::string, int64_t> revisions;  // key -> revision read; absent keys: -1
-    for (const std::string& key : unique_keys) revisions[key] = -1;
     std::vector<Pattern> patterns;
-    for (size_t i = 0; i < rows.rows.size(); ++i) {
-      ENGRAM_ASSIGN_OR_RETURN(StoredPattern stored, ReadPatternRow(rows, i));
-      revisions[stored.pattern.similarity_key] = stored.revision;
-      patterns.push_back(std::move(stored.pattern));
+    ExtractionOutput out;
+    if (batch.merge) {
+      ENGRAM_ASSIGN_OR_RETURN(HranaResult rows, client().Execute(kPatternsByKeysSql, {HranaValue::Text(key_list)}));
+      for (const std::string& key : unique_keys) revisions[key] = -1;
+      for (size_t i = 0; i < rows.rows.size(); ++i) {
+        ENGRAM_ASSIGN_OR_RETURN(StoredPattern stored, ReadPatternRow(rows, i));
+        revisions[stored.pattern.similarity_key] = stored.revision;
+        patterns.push_back(std::move(stored.pattern));
+      }
+      ENGRAM_RETURN_IF_ERROR(batch.merge(patterns, out));
+      for (const Pattern& p : patterns) ENGRAM_RETURN_IF_ERROR(CheckPattern(p));
     }
-    ENGRAM_RETURN_IF_ERROR(merge(patterns));
-    for (const Pattern& p : patterns) ENGRAM_RETURN_IF_ERROR(CheckPattern(p));
+    for (const Heuristic& h : out.heuristics) ENGRAM_RETURN_IF_ERROR(CheckHeuristic(h));
 
-    HranaBatch batch;
+    // The episodes' new pattern_ids, each with the text it replaces.
+    std::vector<std::pair<std::string, std::pair<std::string, std::string>>> lists;  // id -> (old, new)
+    if (!out.episode_patterns.empty()) {
+      std::map<std::string, std::vector<std::string>> added;
+      for (const auto& [episode_id, pattern_id] : out.episode_patterns) added[episode_id].push_back(pattern_id);
+      std::vector<std::string> episode_ids;
+      for (const auto& [episode_id, ids] : added) episode_ids.push_back(episode_id);
+      ENGRAM_ASSIGN_OR_RETURN(HranaResult rows, client().Execute(kEpisodePatternIdsSql,
+                                                                 {HranaValue::Text(DumpColumn(json(episode_ids)))}));
+      for (size_t i = 0; i < rows.rows.size(); ++i) {
+        ENGRAM_ASSIGN_OR_RETURN(std::string episode_id, rows.Text(i, 0));
+        ENGRAM_ASSIGN_OR_RETURN(std::string stored, rows.Text(i, 1));
+        ENGRAM_ASSIGN_OR_RETURN(std::vector<std::string> ids, ParseStoredList(stored, "episode", episode_id,
+                                                                              "pattern_ids"));
+        bool grew = false;
+        for (const std::string& pattern_id : added[episode_id]) {
+          if (std::find(ids.begin(), ids.end(), pattern_id) != ids.end()) continue;
+          ids.push_back(pattern_id);
+          grew = true;
+        }
+        if (grew) lists.push_back({episode_id, {std::move(stored), DumpColumn(json(ids))}});
+      }
+    }
+    // Most episodes were shown nothing: one read finds what there is to credit.
+    std::vector<std::pair<std::string, std::string>> credits;  // (episode, pattern)
+    if (!credit_episodes.empty()) {
+      ENGRAM_ASSIGN_OR_RETURN(HranaResult rows, client().Execute(kBatchUncreditedSql, {HranaValue::Text(credit_list)}));
+      for (size_t i = 0; i < rows.rows.size(); ++i) {
+        ENGRAM_ASSIGN_OR_RETURN(std::string episode_id, rows.Text(i, 0));
+        ENGRAM_ASSIGN_OR_RETURN(std::string pattern_id, rows.Text(i, 1));
+        credits.emplace_back(std::move(episode_id), std::move(pattern_id));
+      }
+    }
+
+    HranaBatch write;
     for (const auto& [key, revision] : revisions) {
-      AddGuard(batch, "conflict", kRevisionChangedSql, {HranaValue::Text(key), HranaValue::Int(revision)});
+      AddGuard(write, "conflict", kRevisionChangedSql, {HranaValue::Text(key), HranaValue::Int(revision)});
+    }
+    for (const auto& [episode_id, change] : lists) {
+      AddGuard(write, "conflict", kPatternIdsChangedSql, {HranaValue::Text(episode_id), HranaValue::Text(change.first)});
     }
     // A pattern given a key another row holds (one merge did not load) fails the upsert on
     // the UNIQUE key: kAlreadyExists, as on SQLite.
-    for (const Pattern& p : patterns) AddUpsertPattern(batch, p);
-    Result<std::vector<HranaResult>> written = RunWrite(std::move(batch));
-    if (written.ok()) return OkStatus();
+    for (const Pattern& p : patterns) AddUpsertPattern(write, p);
+    for (const Heuristic& h : out.heuristics) AddPutHeuristic(write, h);
+    for (const auto& [episode_id, change] : lists) {
+      write.Add(kSetEpisodePatternIdsSql, {HranaValue::Text(change.second), HranaValue::Text(episode_id)});
+    }
+    // Each credit applies only while its attribution is still uncredited (checked in the
+    // statement), so a concurrent credit of the same episode counts once.
+    std::vector<size_t> credit_steps;
+    for (const auto& [episode_id, pattern_id] : credits) {
+      const bool success = succeeded[episode_id];
+      credit_steps.push_back(write.Add(kCreditPatternSql, {HranaValue::Text(pattern_id),
+                                                           HranaValue::Int(success ? 1 : 0),
+                                                           HranaValue::Int(success ? 0 : 1),
+                                                           HranaValue::Text(episode_id)}));
+    }
+    for (const auto& [episode_id, pattern_id] : credits) {
+      write.Add(kMarkCreditedSql, {HranaValue::Text(episode_id), HranaValue::Text(pattern_id)});
+    }
+    for (const std::string& id : batch.extracted) AppendClearPending(write, id);
+    if (write.size() == 0) return size_t{0};
+
+    Result<std::vector<HranaResult>> written = RunWrite(std::move(write));
+    if (written.ok()) {
+      size_t credited = 0;
+      for (size_t step : credit_steps) {
+        if (step < written->size() && !(*written)[step].rows.empty()) ++credited;
+      }
+      return credited;
+    }
     const Status& s = written.status();
     if (s.code() == StatusCode::kAlreadyExists) {
       return AlreadyExistsError("merging patterns: two patterns would have the same similarity key (" +
@@ -396,22 +507,10 @@ Status TursoBackend::ResetLearning() {
 }
 
 Status TursoBackend::PutHeuristics(std::span<const Heuristic> heuristics) {
-  for (const Heuristic& h : heuristics) {
-    if (h.heuristic_id.empty()) return InvalidArgumentError("a heuristic has no heuristic_id");
-    if (!Finite(h.confidence) || !Finite(h.success_rate)) {
-      return InvalidArgumentError("heuristic " + h.heuristic_id + ": confidence and success_rate must be finite");
-    }
-  }
+  for (const Heuristic& h : heuristics) ENGRAM_RETURN_IF_ERROR(CheckHeuristic(h));
   if (heuristics.empty()) return OkStatus();
   HranaBatch batch;
-  for (const Heuristic& h : heuristics) {
-    batch.Add(kPutHeuristicSql,
-              {HranaValue::Text(h.heuristic_id), HranaValue::Text(h.condition), HranaValue::Text(h.action),
-               HranaValue::Float(h.confidence), HranaValue::Text(DumpColumn(json(h.evidence_episode_ids))),
-               HranaValue::Float(h.success_rate), HranaValue::Int(h.sample_size),
-               HranaValue::Text(h.source_pattern_id), HranaValue::Int(ToMillis(h.created_at)),
-               HranaValue::Int(ToMillis(h.updated_at))});
-  }
+  for (const Heuristic& h : heuristics) AddPutHeuristic(batch, h);
   return RunWrite(std::move(batch)).status();
 }
 
@@ -437,32 +536,6 @@ Status TursoBackend::RecordAttributions(std::span<const Attribution> attribution
                             HranaValue::Int(a.applied ? 1 : 0), HranaValue::Int(at)});
   }
   return RunWrite(std::move(batch)).status();
-}
-
-// Most episodes were shown nothing: one read answers them without a write. Otherwise one
-// batch credits each pattern whose attribution is still uncredited (checked inside the
-// batch) and marks exactly the attributions that read found; one added since stays
-// uncredited for the next call.
-Result<std::vector<std::string>> TursoBackend::CreditAttributions(std::string_view episode_id, bool success) {
-  std::vector<std::string> credited;
-  ENGRAM_ASSIGN_OR_RETURN(HranaResult r, client().Execute(kUncreditedSql, {HranaValue::Text(episode_id)}));
-  ENGRAM_ASSIGN_OR_RETURN(std::vector<std::string> pending, ReadIds(r));
-  if (pending.empty()) return credited;
-  HranaBatch batch;
-  std::vector<size_t> credit_steps;
-  for (const std::string& pattern_id : pending) {
-    credit_steps.push_back(batch.Add(kCreditPatternSql, {HranaValue::Text(pattern_id), HranaValue::Int(success ? 1 : 0),
-                                                         HranaValue::Int(success ? 0 : 1),
-                                                         HranaValue::Text(episode_id)}));
-  }
-  for (const std::string& pattern_id : pending) {
-    batch.Add(kMarkCreditedSql, {HranaValue::Text(episode_id), HranaValue::Text(pattern_id)});
-  }
-  ENGRAM_ASSIGN_OR_RETURN(std::vector<HranaResult> results, RunWrite(std::move(batch)));
-  for (size_t i = 0; i < pending.size(); ++i) {
-    if (credit_steps[i] < results.size() && !results[credit_steps[i]].rows.empty()) credited.push_back(pending[i]);
-  }
-  return credited;
 }
 
 Result<std::vector<std::string>> TursoBackend::PendingExtraction(size_t limit) {

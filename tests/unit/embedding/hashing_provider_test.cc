@@ -69,7 +69,7 @@ class TermStatsSource final : public StorageBackend {
   Status SetEmbeddingSpace(const EmbeddingSpace&) override { return Unused(); }
   Status PutVectors(const EmbeddingSpace&, std::span<const EpisodeVector>) override { return Unused(); }
   Result<std::unique_ptr<VectorStream>> ListVectors(const EmbeddingSpace&, int64_t) override { return Unused(); }
-  Result<std::vector<std::string>> EpisodesWithoutVector(const EmbeddingSpace&, size_t) override { return Unused(); }
+  Result<std::vector<std::string>> EpisodesWithoutVector(const EmbeddingSpace&, std::string_view, size_t) override { return Unused(); }
   Status MergePatterns(std::span<const std::string>, const std::function<Status(std::vector<Pattern>&)>&) override {
     return Unused();
   }
@@ -80,9 +80,9 @@ class TermStatsSource final : public StorageBackend {
   Status PutHeuristics(std::span<const Heuristic>) override { return Unused(); }
   Result<std::vector<Heuristic>> ListHeuristics(size_t) override { return Unused(); }
   Status RecordAttributions(std::span<const Attribution>) override { return Unused(); }
-  Result<std::vector<std::string>> CreditAttributions(std::string_view, bool) override { return Unused(); }
   Result<std::vector<std::string>> PendingExtraction(size_t) override { return Unused(); }
   Status MarkExtracted(std::span<const std::string>) override { return Unused(); }
+  Result<size_t> CommitExtraction(const ExtractionBatch&) override { return Unused(); }
   Status CheckHealth() override { return OkStatus(); }
 
  private:

@@ -14,6 +14,7 @@
 
 #include "common/fake_clock.h"
 #include "core/event_bus.h"
+#include "engram/lmdb_cache.h"
 #include "engram/memory.h"
 #include "engram/sqlite_backend.h"
 #include "learning/learning.h"
@@ -45,7 +46,8 @@ class PipelineTest : public ::testing::Test {
  protected:
   void SetUp() override { Open(); }
 
-  void Open(LearningOptions options = {}) {
+  // `cached`: the store behind an LMDB cache, as `engram serve` opens it by default.
+  void Open(LearningOptions options = {}, bool cached = false) {
     processor_.reset();
     memory_.reset();
     bus_.reset();
@@ -56,6 +58,14 @@ class PipelineTest : public ::testing::Test {
     auto store = OpenSqliteBackend(so);
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = *std::move(store);
+    if (cached) {
+      LmdbOptions lo;
+      lo.path = dir_.File("memory.db.cache");
+      lo.map_size = 64 << 20;
+      auto with_cache = OpenLmdbCache(lo, std::move(store_));
+      ASSERT_TRUE(with_cache.ok()) << with_cache.status().ToString();
+      store_ = *std::move(with_cache);
+    }
     bus_ = std::make_unique<EventBus>();
     memory_ = std::make_unique<Memory>(*store_, clock_, bus_.get());
     options_ = options;
@@ -121,6 +131,21 @@ class PipelineTest : public ::testing::Test {
     return *memory_->CreateEpisode(ne);
   }
 
+  std::vector<std::string> PatternIdsOf(const std::string& episode_id) {
+    auto e = memory_->GetEpisode(episode_id);
+    EXPECT_TRUE(e.ok()) << e.status().ToString();
+    return e.ok() ? e->pattern_ids : std::vector<std::string>{};
+  }
+
+  // Every pattern `episode_id` lists exists and holds the episode in its evidence.
+  void ExpectPatternIdsAreFed(const std::string& episode_id) {
+    for (const std::string& pattern_id : PatternIdsOf(episode_id)) {
+      auto p = store_->GetPattern(pattern_id);
+      ASSERT_TRUE(p.ok()) << episode_id << " lists " << pattern_id << ": " << p.status().ToString();
+      EXPECT_NE(std::find(p->evidence.begin(), p->evidence.end(), episode_id), p->evidence.end()) << pattern_id;
+    }
+  }
+
   std::vector<Pattern> List(std::optional<PatternType> type = std::nullopt) {
     PatternFilter f;
     f.type = type;
@@ -169,6 +194,51 @@ TEST_F(PipelineTest, TwentySimilarEpisodesMergeIntoOneToolSequence) {
   EXPECT_EQ((*heuristics)[0].condition, "when bash run tests fails");
   EXPECT_EQ((*heuristics)[0].action, "edit_file: fix assertion parser");
   EXPECT_EQ((*heuristics)[0].sample_size, 20);
+
+  // Every episode lists the pattern it fed (get_episode, show and export read pattern_ids),
+  // once, and the decision point whose heuristic that is.
+  for (const std::string& id : ids) {
+    std::vector<std::string> listed = PatternIdsOf(id);
+    EXPECT_EQ(std::count(listed.begin(), listed.end(), p.pattern_id), 1) << id;
+    EXPECT_EQ(std::count(listed.begin(), listed.end(), (*heuristics)[0].source_pattern_id), 1) << id;
+    ExpectPatternIdsAreFed(id);
+  }
+}
+
+TEST_F(PipelineTest, PatternIdsThroughTheLmdbCacheAreCurrentAfterExtraction) {
+  Open({}, /*cached=*/true);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(Run("Fix a failing test in the parser", FixTestRun()));
+  // Cached before extraction, with no pattern ids yet.
+  for (const std::string& id : ids) EXPECT_TRUE(PatternIdsOf(id).empty());
+  const LmdbCache* cache = AsLmdbCache(*store_);
+  ASSERT_NE(cache, nullptr);
+  const uint64_t hits_before = cache->Metrics().hits;
+  for (const std::string& id : ids) EXPECT_TRUE(PatternIdsOf(id).empty());
+  EXPECT_GT(cache->Metrics().hits, hits_before) << "the episodes are served from the cache";
+
+  Start();
+  Idle();
+  auto seqs = List(PatternType::kToolSequence);
+  ASSERT_EQ(seqs.size(), 1u);
+  for (const std::string& id : ids) {
+    // Twice: the refill after the extraction dropped the copy, then a hit on it.
+    for (int read = 0; read < 2; ++read) {
+      std::vector<std::string> listed = PatternIdsOf(id);
+      EXPECT_NE(std::find(listed.begin(), listed.end(), seqs[0].pattern_id), listed.end()) << id;
+    }
+  }
+
+  // Re-extraction empties them first (every copy goes), then lists the new patterns.
+  auto report = processor_->ReextractAll({});
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  seqs = List(PatternType::kToolSequence);
+  ASSERT_EQ(seqs.size(), 1u);
+  for (const std::string& id : ids) {
+    std::vector<std::string> listed = PatternIdsOf(id);
+    EXPECT_EQ(std::count(listed.begin(), listed.end(), seqs[0].pattern_id), 1) << id;
+    ExpectPatternIdsAreFed(id);
+  }
 }
 
 TEST_F(PipelineTest, ErrorFixPassRunGivesAnErrorRecovery) {
@@ -477,6 +547,14 @@ TEST_F(PipelineTest, ReextractRebuildsTheSamePatterns) {
     ASSERT_NE(match, after.end()) << b.similarity_key;
     EXPECT_EQ(match->occurrences, b.occurrences);
     EXPECT_EQ(match->successes, b.successes);
+  }
+  // The episodes list the rebuilt patterns only: ResetLearning emptied their pattern_ids.
+  for (const Pattern& a : after) {
+    for (const std::string& id : a.evidence) {
+      ExpectPatternIdsAreFed(id);
+      std::vector<std::string> listed = PatternIdsOf(id);
+      EXPECT_EQ(std::count(listed.begin(), listed.end(), a.pattern_id), 1) << id;
+    }
   }
 }
 

@@ -84,8 +84,8 @@ class HookedBackend final : public StorageBackend {
   Result<std::unique_ptr<VectorStream>> ListVectors(const EmbeddingSpace& s, int64_t after) override {
     return base_->ListVectors(s, after);
   }
-  Result<std::vector<std::string>> EpisodesWithoutVector(const EmbeddingSpace& s, size_t limit) override {
-    return base_->EpisodesWithoutVector(s, limit);
+  Result<std::vector<std::string>> EpisodesWithoutVector(const EmbeddingSpace& s, std::string_view after, size_t limit) override {
+    return base_->EpisodesWithoutVector(s, after, limit);
   }
   Status MergePatterns(std::span<const std::string> keys,
                        const std::function<Status(std::vector<Pattern>&)>& merge) override {
@@ -100,11 +100,9 @@ class HookedBackend final : public StorageBackend {
   Status PutHeuristics(std::span<const Heuristic> h) override { return base_->PutHeuristics(h); }
   Result<std::vector<Heuristic>> ListHeuristics(size_t limit) override { return base_->ListHeuristics(limit); }
   Status RecordAttributions(std::span<const Attribution> a) override { return base_->RecordAttributions(a); }
-  Result<std::vector<std::string>> CreditAttributions(std::string_view id, bool success) override {
-    return base_->CreditAttributions(id, success);
-  }
   Result<std::vector<std::string>> PendingExtraction(size_t limit) override { return base_->PendingExtraction(limit); }
   Status MarkExtracted(std::span<const std::string> ids) override { return base_->MarkExtracted(ids); }
+  Result<size_t> CommitExtraction(const ExtractionBatch& batch) override { return base_->CommitExtraction(batch); }
   Status CheckHealth() override { return base_->CheckHealth(); }
 
  private:

@@ -220,14 +220,38 @@ TEST_F(PgChangeListenerTest, EveryEpisodeWriteArrivesWithItsIdsAfterCommit) {
   expect_change(*g0 + 5, {e.episode_id});
 
   // A write that changes no episode moves the generation all the same.
-  ASSERT_TRUE(store_->ResetLearning().ok());
+  std::vector<std::string> marked = {batch[2].episode_id};
+  ASSERT_TRUE(store_->MarkExtracted(marked).ok());
   expect_change(*g0 + 6, {});
+
+  // An extraction names the episodes whose pattern_ids it changed.
+  Pattern p;
+  p.pattern_id = "pattern-1";
+  p.similarity_key = "bash>edit>bash";
+  p.body_json = "{}";
+  p.context.domain = "web-api";
+  ExtractionBatch extraction;
+  extraction.keys = {p.similarity_key};
+  extraction.merge = [&](std::vector<Pattern>& patterns, ExtractionOutput& out) {
+    patterns.push_back(p);
+    out.episode_patterns = {{batch[2].episode_id, p.pattern_id}};
+    return OkStatus();
+  };
+  ASSERT_TRUE(store_->CommitExtraction(extraction).ok());
+  expect_change(*g0 + 7, {batch[2].episode_id});
+
+  // A reset empties every episode's pattern_ids: every episode changed.
+  ASSERT_TRUE(store_->ResetLearning().ok());
+  std::optional<PostgresChange> reset = recorder_.NextChange();
+  ASSERT_TRUE(reset.has_value());
+  EXPECT_EQ(reset->generation, *g0 + 8);
+  EXPECT_TRUE(reset->all_episodes);
 
   // A failed write is never announced: the next change is the next successful write.
   EXPECT_EQ(store_->CreateEpisode(batch[0]).code(), StatusCode::kAlreadyExists);
   ASSERT_TRUE(store_->DeleteEpisode(batch[1].episode_id).ok());
-  expect_change(*g0 + 7, {batch[1].episode_id});
-  EXPECT_EQ(store_->Generation().value_or(-1), *g0 + 7);
+  expect_change(*g0 + 9, {batch[1].episode_id});
+  EXPECT_EQ(store_->Generation().value_or(-1), *g0 + 9);
 }
 
 TEST_F(PgChangeListenerTest, ChangesNameTheWriterTagOfTheBackendThatMadeThem) {

@@ -360,11 +360,11 @@ TEST_F(PostgresBackendTest, VectorsRoundTripBitForBit) {
   ASSERT_EQ((*got)->vector.size(), 6u);
   EXPECT_EQ(std::memcmp((*got)->vector.data(), v.vector.data(), 6 * sizeof(float)), 0);
   EXPECT_GT((*got)->seq, 0);
-  EXPECT_TRUE(store->EpisodesWithoutVector(space, 10)->empty());
+  EXPECT_TRUE(store->EpisodesWithoutVector(space, "", 10)->empty());
 
   // Replacing the episode drops the vector of its old text (as SQLite does).
   ASSERT_TRUE(store->PutEpisodes(std::span<const Episode>(&e, 1)).ok());
-  EXPECT_EQ(*store->EpisodesWithoutVector(space, 10), std::vector<std::string>{e.episode_id});
+  EXPECT_EQ(*store->EpisodesWithoutVector(space, "", 10), std::vector<std::string>{e.episode_id});
   EXPECT_EQ(QueryOne(conninfo_, "SELECT count(*) FROM episode_vectors"), "0");
 }
 
