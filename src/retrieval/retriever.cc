@@ -23,6 +23,10 @@ constexpr double kFrameworkShare = 0.10;
 constexpr double kTagsShare = 0.10;
 // Episodes embedded and stored per transaction by IndexPending / Reindex.
 constexpr size_t kIndexBatch = 256;
+// The expansion's full-text search asks for at most this many concept-map words (the
+// query's first facets first): each word adds thousands of postings to rank at 100k
+// episodes, and on bench/eval more than 8 found nothing more.
+constexpr size_t kExpansionSearchWords = 8;
 }  // namespace
 
 struct Retriever::CacheEntry {
@@ -347,7 +351,7 @@ Result<RetrievalResult> Retriever::Compute(const RetrievalQuery& q, std::string_
   if (cancelled()) return CancelledError("retrieval was cancelled");
 
   // Expansion: the query's concept-map and WordNet facets, for the sources that weigh
-  // something. Their words fetch more candidates in one more full-text search.
+  // something. The concept words may fetch more candidates (after the vector side).
   ExpandedQuery expanded;
   const QueryExpander* const expander = expander_.load(std::memory_order_acquire);
   const RankingWeights& w = options.weights;
@@ -365,20 +369,6 @@ Result<RetrievalResult> Retriever::Compute(const RetrievalQuery& q, std::string_
       return q.mode == RetrievalMode::kVector ||
              (f.source == ExpansionSource::kConcept ? w.concepts : w.wordnet) <= 0;
     });
-    std::vector<std::string> extra = expanded.ExtraWords(ExpansionSource::kConcept);
-    for (std::string& word : expanded.ExtraWords(ExpansionSource::kWordNet)) {
-      if (std::find(extra.begin(), extra.end(), word) == extra.end()) extra.push_back(std::move(word));
-    }
-    if (!extra.empty() && options.lexical_candidates > 0) {
-      TextSearchRequest req;
-      req.words = std::move(extra);
-      req.limit = options.lexical_candidates;
-      if (q.domain_filter) req.domain = q.domain;
-      req.allowed_domains = q.allowed_domains;
-      ENGRAM_ASSIGN_OR_RETURN(std::vector<TextHit> hits, store_.SearchText(req));
-      result.expansion_hits = hits.size();
-      for (const TextHit& h : hits) candidates.try_emplace(h.episode_id);
-    }
   }
   const bool concepts_in_play = expanded.Has(ExpansionSource::kConcept);
   const bool wordnet_in_play = expanded.Has(ExpansionSource::kWordNet);
@@ -438,6 +428,28 @@ Result<RetrievalResult> Retriever::Compute(const RetrievalQuery& q, std::string_
   }
   result.semantic_used = semantic;
   if (cancelled()) return CancelledError("retrieval was cancelled");
+
+  // Expansion candidates: one more full-text search for the concept alternatives' words,
+  // only when the vector side did not already look for them (its query vector holds the
+  // alternatives): on bench/eval that search then added no hit to the top 10, and at 100k
+  // episodes it cost as much as the query's own search. WordNet's words are not searched
+  // (they weigh little and are many).
+  const bool vector_had_alternatives = semantic && options.vector_candidates > 0 && !vector_extra.empty();
+  if (concepts_in_play && !vector_had_alternatives && options.lexical_candidates > 0) {
+    std::vector<std::string> extra = expanded.ExtraWords(ExpansionSource::kConcept);
+    if (extra.size() > kExpansionSearchWords) extra.resize(kExpansionSearchWords);
+    if (!extra.empty()) {
+      TextSearchRequest req;
+      req.words = std::move(extra);
+      req.limit = options.lexical_candidates;
+      if (q.domain_filter) req.domain = q.domain;
+      req.allowed_domains = q.allowed_domains;
+      ENGRAM_ASSIGN_OR_RETURN(std::vector<TextHit> hits, store_.SearchText(req));
+      result.expansion_hits = hits.size();
+      for (const TextHit& h : hits) candidates.try_emplace(h.episode_id);
+    }
+    if (cancelled()) return CancelledError("retrieval was cancelled");
+  }
 
   // Load and score.
   double weight_total = w.context + w.reward + w.recency;
@@ -598,12 +610,14 @@ Result<size_t> Retriever::IndexPending(size_t max, const std::function<void(size
   }
   size_t done = 0;
   size_t total = max;
+  std::string after;  // the walk resumes past what it embedded (or could not)
   for (;;) {
     size_t want = kIndexBatch;
     if (max > 0) want = std::min(want, max - done);
     if (want == 0) break;
-    ENGRAM_ASSIGN_OR_RETURN(std::vector<std::string> ids, store_.EpisodesWithoutVector(space, want));
+    ENGRAM_ASSIGN_OR_RETURN(std::vector<std::string> ids, store_.EpisodesWithoutVector(space, after, want));
     if (ids.empty()) break;
+    after = ids.back();
     if (max == 0) total = std::max(total, done + ids.size());
     Result<size_t> n = IndexBatch(ids);
     if (!n.ok()) {
@@ -617,7 +631,6 @@ Result<size_t> Retriever::IndexPending(size_t max, const std::function<void(size
       metrics_.indexed += static_cast<int64_t>(*n);
     }
     if (progress) progress(done, std::max(total, done));
-    if (*n == 0) break;  // nothing could be stored: do not spin
   }
   VectorIndex* index = index_.load(std::memory_order_acquire);
   if (index != nullptr && done > 0) ENGRAM_RETURN_IF_ERROR(index->CatchUp());

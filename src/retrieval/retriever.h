@@ -20,7 +20,8 @@
 //                query's concept-map facets of the best term of each the episode holds
 //                (1 in the task description, 0.75 elsewhere; '~' terms count half)
 //      wordnet   the same over the WordNet synonyms of the query's plain words
-//    Expansion also adds candidates: one more full-text search for the facets' words.
+//    Expansion also adds candidates: one more full-text search for (at most 8 of) the
+//    concept facets' words, when the vector side did not already search with them.
 //    score = Σ weight · component / Σ weight of the components in play: when semantic
 //    ranking is unavailable (no provider, the provider failed, or vectors are stale) the
 //    semantic weight drops out, and RetrievalResult::notice says so.
@@ -75,7 +76,7 @@ struct RankingWeights {
   double recency = 0.05;
   // Query expansion (issue 8); in play only with an expander and a query it expands.
   double concepts = 0.35;
-  double wordnet = 0.05;
+  double wordnet = 0;  // off: WordNet moved no figure on bench/eval (bench/eval/README.md)
 };
 
 struct RankingOptions {
@@ -141,7 +142,7 @@ struct RetrievalResult {
   bool from_cache = false;
   size_t lexical_hits = 0;
   size_t vector_hits = 0;
-  size_t expansion_hits = 0;  // hits of the expansion's full-text search
+  size_t expansion_hits = 0;  // hits of the expansion's full-text search (0 when it did not run)
 };
 
 // What query expansion can do, for health_check and logs.

@@ -12,6 +12,8 @@
 #include "engram/memory.h"
 #include "engram/sqlite_backend.h"
 #include "retrieval/vector_index.h"
+#include "semantics/concept_map.h"
+#include "semantics/query_expander.h"
 #include "testing/temp_dir.h"
 
 namespace engram {
@@ -466,6 +468,49 @@ TEST(RankingOptionsTest, BadOptionsAreNamed) {
   o = {};
   o.weights = {0, 0, 0, 0, 0, 0, 0};  // the expansion weights too
   EXPECT_FALSE(ValidateRankingOptions(o).ok());
+}
+
+// The expansion's full-text search (concept alternatives' words) runs only when the vector
+// side did not already search with the alternatives: hybrid finds the target through its
+// expanded query vector, lexical-only through the extra search.
+TEST_F(RetrievalTest, ExpansionSearchRunsOnlyWhenTheVectorSideDidNot) {
+  const std::string target = Record({.task = "Session expired after five minutes on the dashboard"});
+  Record({.task = "Add pagination to the orders endpoint"});
+  Record({.task = "Rotate the database credentials"});
+  Result<ConceptMap> map = ConceptMap::Parse("logged-out: logged out, signed out, session expired\n", "test");
+  ASSERT_TRUE(map.ok()) << map.status().ToString();
+  QueryExpander expander(&*map, nullptr);
+  RankingOptions options;
+  options.weights.concepts = 0.4;
+  EnableVectors(options);
+  retriever_->SetExpander(&expander, ExpansionHealth{.detail = "test"});
+
+  RetrievalQuery q{.text = "users signed out"};
+  Result<std::vector<ScoredEpisode>> r = Retrieve(q);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(last_.semantic_used);
+  EXPECT_EQ(last_.expansion_hits, 0u);
+  ASSERT_FALSE(r->empty());
+  EXPECT_EQ((*r)[0].episode.episode_id, target);
+  EXPECT_DOUBLE_EQ((*r)[0].concepts, 1.0);
+
+  q.mode = RetrievalMode::kLexical;
+  r = Retrieve(q);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_GT(last_.expansion_hits, 0u);
+  ASSERT_FALSE(r->empty());
+  EXPECT_EQ((*r)[0].episode.episode_id, target);
+
+  // Without vector expansion the query vector lacks the alternatives: the search runs.
+  options.vector_expansion = 0;
+  ASSERT_TRUE(retriever_->SetOptions(options).ok());
+  q.mode = RetrievalMode::kHybrid;
+  r = Retrieve(q);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(last_.semantic_used);
+  EXPECT_GT(last_.expansion_hits, 0u);
+  ASSERT_FALSE(r->empty());
+  EXPECT_EQ((*r)[0].episode.episode_id, target);
 }
 
 }  // namespace
