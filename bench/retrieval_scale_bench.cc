@@ -5,7 +5,12 @@
 //
 //   retrieval_scale_bench [--sizes 10000,100000,1000000] [--queries 300] [--dimension 256]
 //                         [--vocabulary corpus|synthetic] [--eval bench/eval] [--dir /tmp/engram-scale]
-//                         [--expansion on|concepts|off]
+//                         [--expansion on|concepts|off] [--reuse]
+//
+// --reuse keeps the store in --dir between runs: it is not removed at the start or the
+// end, and only the episodes it lacks are ingested (the same seed replays the episodes it
+// has without storing them), so a 100k or 1M store is built once. Its ingest columns then
+// count only the new episodes.
 //
 // --expansion on (default) ranks with query expansion as `engram serve` does by default
 // (the built-in concept map and WordNet from /usr/share/wordnet, default weights);
@@ -17,16 +22,20 @@
 // word is in a quarter of the episodes: a worst case for the full-text index.
 //
 // Sizes grow one store: the 100k row is the 10k store plus 90k more episodes. Each row:
-// ingest rate (episodes and steps per second, durable=normal, batches of 1,000 per
-// transaction), embedding rate, vector index build time (Open from the store: a rebuild),
-// query p50/p95/max, and the process RSS after the queries. The store is SQLite behind the
-// LMDB cache, as `engram serve` opens it by default.
+// ingest rate (episodes and steps per second, batches of 1,000 per transaction), embedding
+// rate, vector index build time (Open from the store: a rebuild), query p50/p95/max, and the
+// process RSS after the queries; a last table splits that RSS (anonymous vs file-backed, the
+// vector index's share). The store, cache, index and provider are opened with the defaults
+// of `engram serve` without a config file (config/config.h): SQLite with
+// storage.durability = full behind the LMDB cache with cache.max_entries = 10,000, the
+// hashing provider at embedding.dimension, the index with retrieval.exact_below.
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <sstream>
 #include <string>
@@ -34,6 +43,7 @@
 
 #include "bench/scale_corpus.h"
 #include "common/fake_clock.h"
+#include "config/config.h"
 #include "engram/embedding.h"
 #include "engram/lmdb_cache.h"
 #include "engram/sqlite_backend.h"
@@ -53,16 +63,46 @@ using bench::Percentile;
 constexpr size_t kBatch = 1'000;
 
 double Seconds(Clock_::time_point since) { return bench::SecondsSince(since); }
+
+// The process's resident memory from /proc/self/status, MiB: all of it, the anonymous part
+// (heap, stacks: what engram allocates) and the file-backed part (mapped files: the LMDB
+// cache map, WordNet, the binary and its libraries), plus the peak of all of it.
+struct Rss {
+  double total = 0, anon = 0, file = 0, peak = 0;
+};
+Rss ReadRss() {
+  Rss r;
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);) {
+    auto field = [&](const char* name, double* out) {
+      if (line.rfind(name, 0) == 0) *out = std::stod(line.substr(std::string_view(name).size())) / 1024.0;
+    };
+    field("VmRSS:", &r.total);
+    field("RssAnon:", &r.anon);
+    field("RssFile:", &r.file);
+    field("VmHWM:", &r.peak);
+  }
+  return r;
+}
 void Check(const Status& s, const char* what) { CheckOrExit(s, what); }
 
 int Main(int argc, char** argv) {
   std::vector<size_t> sizes = {10'000, 100'000};
   size_t n_queries = 300;
-  int dimension = 256;
+  int dimension = static_cast<int>(Config{}.embedding.dimension);
   std::string dir = "/tmp/engram-scale-" + std::to_string(::getpid());
   std::string vocabulary = "corpus";
   std::string eval_dir = "bench/eval";
   std::string expansion = "on";
+  bool reuse = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--reuse") {
+      reuse = true;
+      std::copy(argv + i + 1, argv + argc, argv + i);
+      --argc;
+      break;
+    }
+  }
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i], v = argv[i + 1];
     if (a == "--sizes") {
@@ -88,19 +128,22 @@ int Main(int argc, char** argv) {
   auto generate = [&](std::mt19937_64& r) { return corpus.Generate(r, clock); };
   auto query_text = [&](std::mt19937_64& r) { return corpus.Query(r); };
   std::printf("vocabulary: %s\n\n", vocabulary.c_str());
-  fs::remove_all(dir);
+  if (!reuse) fs::remove_all(dir);
   fs::create_directories(dir);
+  // Everything below is opened as `engram serve` opens it with no config file: the
+  // defaults of config/config.h (storage.durability, cache.*, retrieval.exact_below).
+  const Config defaults;
   SqliteOptions options;
   options.path = dir + "/scale.db";
-  options.durability = Durability::kNormal;
+  options.durability = defaults.durability;
   auto store_or = OpenSqliteBackend(options);
   Check(store_or.status(), "open");
   std::unique_ptr<StorageBackend> store = *std::move(store_or);
   // As `engram serve` runs by default: the LMDB cache in front of the SQLite file.
   LmdbOptions cache;
   cache.path = dir + "/scale.db.cache";
-  cache.map_size = size_t{4} << 30;
-  cache.max_entries = 100'000;
+  cache.max_entries = static_cast<size_t>(defaults.cache_max_entries);
+  cache.ttl = defaults.cache_ttl;
   auto cached = OpenLmdbCache(cache, std::move(store));
   Check(cached.status(), "cache");
   store = *std::move(cached);
@@ -134,11 +177,30 @@ int Main(int argc, char** argv) {
     double text, embed, knn, load;
   };
   std::vector<Stage> stages;
+  struct Memory {
+    size_t size;
+    Rss rss;
+    double index_mib;
+  };
+  std::vector<Memory> memory;
   size_t have = 0;
+  // --reuse: the store's episodes are the first `stored` of the seed's sequence; replay
+  // them (rng and clock) without storing, as each size reaches them.
+  size_t stored = 0;
+  if (reuse) {
+    auto stats = store->Stats();
+    Check(stats.status(), "stats");
+    stored = static_cast<size_t>(stats->completed_episodes);
+    std::printf("reusing %zu episodes in %s\n\n", stored, dir.c_str());
+  }
   for (size_t target : sizes) {
     // Ingest.
-    const size_t before = have;
     size_t steps = 0;
+    while (have < std::min(target, stored)) {
+      (void)generate(rng);
+      ++have;
+    }
+    const size_t before = have;
     auto t0 = Clock_::now();
     while (have < target) {
       std::vector<Episode> batch;
@@ -158,6 +220,7 @@ int Main(int argc, char** argv) {
     // Build the vector index from the store (what a server start without a file does).
     t0 = Clock_::now();
     VectorIndexOptions vio;
+    vio.exact_below = static_cast<size_t>(defaults.retrieval.exact_below);
     auto index_or = VectorIndex::Open(*store, provider->Space(), vio);
     Check(index_or.status(), "vector index");
     std::unique_ptr<VectorIndex> index = *std::move(index_or);
@@ -203,6 +266,7 @@ int Main(int argc, char** argv) {
     }
     stages.push_back({target, Percentile(text_ms, 0.5), Percentile(embed_ms, 0.5), Percentile(knn_ms, 0.5),
                       Percentile(load_ms, 0.5)});
+    memory.push_back({target, ReadRss(), static_cast<double>(index->MemoryBytes()) / (1024.0 * 1024.0)});
     retriever.SetIndex(nullptr);
     const double db_mib = static_cast<double>(fs::file_size(options.path)) / (1024.0 * 1024.0);
     std::printf("| %zu | %.0f | %.0f | %.0f | %.1f | %s | %.2f | %.2f | %.2f | %.0f | %.0f |\n", target,
@@ -218,7 +282,14 @@ int Main(int argc, char** argv) {
   for (const Stage& st : stages) {
     std::printf("| %zu | %.2f | %.2f | %.2f | %.2f |\n", st.size, st.text, st.embed, st.knn, st.load);
   }
-  fs::remove_all(dir);
+  std::printf("\nMemory after the queries, MiB (RSS = anon + file; anon: heap and stacks; file: mapped files "
+              "such as the LMDB cache and WordNet; peak: the most RSS so far; vector index: its own estimate):\n"
+              "| episodes | RSS | anon | file | peak | vector index |\n|---|---|---|---|---|---|\n");
+  for (const Memory& m : memory) {
+    std::printf("| %zu | %.0f | %.0f | %.0f | %.0f | %.0f |\n", m.size, m.rss.total, m.rss.anon, m.rss.file, m.rss.peak,
+                m.index_mib);
+  }
+  if (!reuse) fs::remove_all(dir);
   return 0;
 }
 

@@ -11,6 +11,8 @@
 // they have the clustered structure of real text. Queries are other descriptions of the
 // same kind. Recall@10 is measured against an exact scan of the same vectors.
 //
+// Search and build run with the graph's vectors in int8 (int8:1, the default) and float32
+// (int8:0): recall@10 and p50/p95 side by side, and index_mib (VectorIndex::MemoryBytes).
 // Run one size per process for clean RSS figures: the counters rss_mib (VmRSS after the
 // step) and peak_rss_mib (VmHWM) are process-wide.
 #include <unistd.h>
@@ -243,12 +245,22 @@ double Percentile(std::vector<double> v, double p) {
   return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
 }
 
+VectorEncoding Encoding(int64_t arg) { return arg != 0 ? VectorEncoding::kInt8 : VectorEncoding::kFloat32; }
+
+// The index file of one encoding (each encoding rebuilds a file of the other).
+std::string IndexPath(const Corpus& c, VectorEncoding e) {
+  return c.IndexPath() + (e == VectorEncoding::kInt8 ? "" : ".f32");
+}
+
 // Search latency of k = 50 (what retrieval asks for) and recall@10. Args: n, ef_search,
-// filtered (1: accept one episode in ten, as a domain filter would).
+// filtered (1: accept one episode in ten, as a domain filter would), int8 (1: the graph
+// stores int8 vectors, the default; 0: float32).
 void BM_Search(benchmark::State& state) {
   Corpus& c = GetCorpus(static_cast<size_t>(state.range(0)));
   const bool filtered = state.range(2) != 0;
-  VectorIndexOptions options{.path = c.IndexPath(), .ef_search = static_cast<int>(state.range(1))};
+  const VectorEncoding encoding = Encoding(state.range(3));
+  VectorIndexOptions options{.path = IndexPath(c, encoding), .ef_search = static_cast<int>(state.range(1)),
+                             .encoding = encoding};
   std::unique_ptr<VectorIndex> index = OpenIndex(c, options);
   auto accept = [](std::string_view id) { return std::hash<std::string_view>()(id) % 10 == 0; };
   std::vector<double> us;
@@ -267,18 +279,21 @@ void BM_Search(benchmark::State& state) {
   state.counters["p95_us"] = Percentile(us, 0.95);
   state.counters["p99_us"] = Percentile(us, 0.99);
   state.counters["rss_mib"] = RssMiB();
+  state.counters["index_mib"] = static_cast<double>(index->MemoryBytes()) / (1024.0 * 1024.0);
   state.SetLabel(std::string(index->mode()));
 }
 
 // A rebuild: Open with no file reads every vector from the store and builds the graph.
-// Args: n, ef_construction.
+// Args: n, ef_construction, int8 (as BM_Search).
 void BM_BuildFromStore(benchmark::State& state) {
   Corpus& c = GetCorpus(static_cast<size_t>(state.range(0)));
   for (auto _ : state) {
     double before = RssMiB();
     // Memory only: always rebuilds.
-    std::unique_ptr<VectorIndex> index = OpenIndex(c, {.ef_construction = static_cast<int>(state.range(1))});
+    std::unique_ptr<VectorIndex> index = OpenIndex(
+        c, {.ef_construction = static_cast<int>(state.range(1)), .encoding = Encoding(state.range(2))});
     state.counters["index_rss_mib"] = RssMiB() - before;
+    state.counters["index_mib"] = static_cast<double>(index->MemoryBytes()) / (1024.0 * 1024.0);
     state.counters["rss_mib"] = RssMiB();
     state.counters["peak_rss_mib"] = PeakRssMiB();
     state.counters["recall_at_10"] = Recall(c, *index);
@@ -316,16 +331,18 @@ void BM_Save(benchmark::State& state) {
 
 void SearchArgs(benchmark::internal::Benchmark* b) {
   for (int64_t n : {10'000, 100'000, 1'000'000}) {
-    for (int64_t ef : {64, 128}) b->Args({n, ef, 0});
-    b->Args({n, 128, 1});
+    for (int64_t int8 : {0, 1}) {
+      for (int64_t ef : {64, 128}) b->Args({n, ef, 0, int8});
+      b->Args({n, 128, 1, int8});
+    }
   }
-  b->ArgNames({"n", "ef", "filtered"})->Iterations(2'000)->Unit(benchmark::kMicrosecond)->UseRealTime();
+  b->ArgNames({"n", "ef", "filtered", "int8"})->Iterations(2'000)->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
 
 BENCHMARK(BM_Search)->Apply(SearchArgs);
 BENCHMARK(BM_BuildFromStore)
-    ->ArgsProduct({{10'000, 100'000, 1'000'000}, {40, 64, 100}})
-    ->ArgNames({"n", "efc"})
+    ->ArgsProduct({{10'000, 100'000, 1'000'000}, {40, 64, 100}, {0, 1}})
+    ->ArgNames({"n", "efc", "int8"})
     ->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_OpenFromFile)->Arg(10'000)->Arg(100'000)->Arg(1'000'000)->ArgName("n")
     ->Iterations(3)->Unit(benchmark::kMillisecond)->UseRealTime();

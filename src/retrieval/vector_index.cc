@@ -179,7 +179,9 @@ uint64_t PayloadChecksum(const char* data, size_t len) {
 
 constexpr char kMagic[8] = {'E', 'N', 'G', 'R', 'M', 'V', 'I', 'X'};
 constexpr uint32_t kFormatVersion = 1;
-enum class PayloadKind : uint32_t { kExact = 0, kHnsw = 1 };
+// kHnsw stores float32 vectors in the graph, kHnswInt8 int8 ones (VectorEncoding). A
+// reader that predates kHnswInt8 calls it an unknown kind and rebuilds: no version bump.
+enum class PayloadKind : uint32_t { kExact = 0, kHnsw = 1, kHnswInt8 = 2 };
 
 // Followed by: the space key (key_bytes), the graph (graph_bytes: exact mode, slots ×
 // dimension floats; hnsw mode, hnswlib's saveIndex format) and the slot table
@@ -364,6 +366,49 @@ constexpr size_t kAnchors = 4;        // newest entries of a loaded file checked
 
 using Hnsw = hnswlib::HierarchicalNSW<float>;
 
+// ---- Int8 vectors ----------------------------------------------------------------------
+// A vector v is stored as dim signed bytes q[i] = round(v[i] / scale) and the float scale
+// = max|v[i]| / 127 after them, so each vector uses its whole byte range. The dot product
+// of two stored vectors is scale_a · scale_b · Σ q_a[i]·q_b[i]: an integer sum the
+// compiler vectorises. Queries are encoded the same way (hnswlib hands the distance
+// function the query and a stored vector alike).
+
+void EncodeInt8(const float* v, size_t dim, char* out) {
+  float max_abs = 0;
+  for (size_t i = 0; i < dim; ++i) max_abs = std::max(max_abs, std::fabs(v[i]));
+  const float scale = max_abs > 0 ? max_abs / 127.0f : 0.0f;
+  const float inverse = max_abs > 0 ? 127.0f / max_abs : 0.0f;
+  auto* q = reinterpret_cast<int8_t*>(out);
+  for (size_t i = 0; i < dim; ++i) {
+    q[i] = static_cast<int8_t>(std::clamp(std::lround(v[i] * inverse), -127L, 127L));
+  }
+  std::memcpy(out + dim, &scale, sizeof scale);
+}
+
+float Int8Distance(const void* a, const void* b, const void* param) {
+  const size_t dim = *static_cast<const size_t*>(param);
+  const auto* x = static_cast<const int8_t*>(a);
+  const auto* y = static_cast<const int8_t*>(b);
+  int32_t dot = 0;
+  for (size_t i = 0; i < dim; ++i) dot += static_cast<int16_t>(x[i]) * static_cast<int16_t>(y[i]);
+  float sx, sy;
+  std::memcpy(&sx, x + dim, sizeof sx);
+  std::memcpy(&sy, y + dim, sizeof sy);
+  return 1.0f - sx * sy * static_cast<float>(dot);
+}
+
+// hnswlib's view of int8 vectors: dim bytes + the scale, compared by Int8Distance.
+class Int8Space : public hnswlib::SpaceInterface<float> {
+ public:
+  explicit Int8Space(size_t dim) : dim_(dim) {}
+  size_t get_data_size() override { return dim_ + sizeof(float); }
+  hnswlib::DISTFUNC<float> get_dist_func() override { return &Int8Distance; }
+  void* get_dist_func_param() override { return &dim_; }
+
+ private:
+  size_t dim_;
+};
+
 // Removes "<path>.tmp-<pid>-<n>" files of Saves whose process died mid-write. Files of
 // live processes (any process, this one included) are left alone.
 void RemoveAbandonedTempFiles(const std::string& path) {
@@ -395,7 +440,14 @@ class VectorIndex::Impl {
         dim_(static_cast<size_t>(space_.dimension)),
         metric_(dim_),
         dist_(metric_.get_dist_func()),
-        dist_param_(metric_.get_dist_func_param()) {}
+        dist_param_(metric_.get_dist_func_param()),
+        int8_space_(dim_),
+        graph_space_(options_.encoding == VectorEncoding::kInt8
+                         ? static_cast<hnswlib::SpaceInterface<float>*>(&int8_space_)
+                         : &metric_),
+        graph_dist_(graph_space_->get_dist_func()),
+        graph_dist_param_(graph_space_->get_dist_func_param()),
+        code_size_(graph_space_->get_data_size()) {}
 
   // Loads options_.path if it is valid and matches the store. Returns whether it did;
   // file problems are logged, only store errors are returned.
@@ -416,7 +468,8 @@ class VectorIndex::Impl {
     if (hnsw_ == nullptr) return Similarity(query.data(), flat_.data() + size_t{it->second} * dim_);
     const char* data = NodeDataLocked(it->second);
     if (data == nullptr) return std::nullopt;
-    return Similarity(query.data(), data);
+    std::vector<char> code = Encode(query.data());
+    return GraphSimilarity(code.data(), data);
   }
 
   size_t size() const ENGRAM_LOCKS_EXCLUDED(mu_) {
@@ -433,6 +486,7 @@ class VectorIndex::Impl {
   }
   const EmbeddingSpace& space() const { return space_; }
   const std::string& Path() const { return options_.path; }
+  size_t MemoryBytes() const ENGRAM_LOCKS_EXCLUDED(mu_);
   // Marks the current state as saved (after a load, nothing is new).
   void MarkClean() { saved_version_.store(version_.load()); }
 
@@ -443,6 +497,21 @@ class VectorIndex::Impl {
   };
 
   float Similarity(const float* a, const void* b) const { return 1.0f - dist_(a, b, dist_param_); }
+  // Between two vectors in the graph's encoding (Encode's output or a graph node's data).
+  float GraphSimilarity(const void* a, const void* b) const { return 1.0f - graph_dist_(a, b, graph_dist_param_); }
+  // `v` (dim_ floats) in the graph's encoding: code_size_ bytes.
+  void EncodeInto(const float* v, char* out) const {
+    if (options_.encoding == VectorEncoding::kInt8) {
+      EncodeInt8(v, dim_, out);
+    } else {
+      std::memcpy(out, v, dim_ * sizeof(float));
+    }
+  }
+  std::vector<char> Encode(const float* v) const {
+    std::vector<char> out(code_size_);
+    EncodeInto(v, out.data());
+    return out;
+  }
 
   // Applies vectors in seq order (a later one of the same episode wins). `from_store`:
   // they came from ListVectors, so max_seq_ advances and bad ones are skipped, not refused.
@@ -460,9 +529,9 @@ class VectorIndex::Impl {
   uint32_t NewSlotLocked(const std::string& id, int64_t seq) ENGRAM_REQUIRES(mu_);
 
   // Top k of an exhaustive scan; `accept` is asked only about candidates that would enter.
+  // for_each(visit) calls visit(slot, similarity to the query) for every vector.
   template <typename ForEach>
-  std::vector<VectorHit> ScanLocked(const float* query, size_t k,
-                                    const std::function<bool(std::string_view)>& accept,
+  std::vector<VectorHit> ScanLocked(size_t k, const std::function<bool(std::string_view)>& accept,
                                     ForEach for_each) const ENGRAM_REQUIRES_SHARED_(mu_);
   Result<std::vector<VectorHit>> SearchHnswLocked(const float* query, size_t k,
                                                   const std::function<bool(std::string_view)>& accept) const
@@ -484,9 +553,14 @@ class VectorIndex::Impl {
   const EmbeddingSpace space_;
   const VectorIndexOptions options_;
   const size_t dim_;
-  hnswlib::InnerProductSpace metric_;  // hnsw_ keeps a pointer into it
+  hnswlib::InnerProductSpace metric_;  // float32 vectors: exact mode, and the graph's when kFloat32
   hnswlib::DISTFUNC<float> dist_;
   void* dist_param_;
+  Int8Space int8_space_;
+  hnswlib::SpaceInterface<float>* graph_space_;  // hnsw_ keeps this pointer
+  hnswlib::DISTFUNC<float> graph_dist_;
+  void* graph_dist_param_;
+  const size_t code_size_;  // bytes of one vector in the graph
 
   // Serialises CatchUp, whose store reads happen outside mu_.
   Mutex catch_up_mu_;
@@ -511,6 +585,32 @@ class VectorIndex::Impl {
   std::unique_ptr<Hnsw> hnsw_ ENGRAM_GUARDED_BY(mu_);
   int64_t max_seq_ ENGRAM_GUARDED_BY(mu_) = 0;
 };
+
+size_t VectorIndex::Impl::MemoryBytes() const {
+  ReaderLock l(mu_);
+  // An unordered_map node: the value, the next pointer and the cached hash.
+  constexpr size_t kNodeOverhead = 2 * sizeof(void*);
+  size_t bytes = flat_.capacity() * sizeof(float) + slot_ids_.capacity() * sizeof(const std::string*) +
+                 slot_seq_.capacity() * sizeof(int64_t);
+  bytes += slot_of_.bucket_count() * sizeof(void*) +
+           slot_of_.size() * (sizeof(std::pair<const std::string, uint32_t>) + kNodeOverhead);
+  for (const auto& [id, slot] : slot_of_) {
+    if (id.capacity() > 15) bytes += id.capacity() + 1;  // beyond the small-string buffer
+  }
+  if (hnsw_ != nullptr) {
+    const Hnsw& g = *hnsw_;
+    const size_t used = g.cur_element_count;
+    bytes += used * g.size_data_per_element_;  // level 0: links, vector, label
+    for (size_t i = 0; i < used; ++i) {
+      if (g.element_levels_[i] > 0) bytes += g.size_links_per_element_ * static_cast<size_t>(g.element_levels_[i]) + 1;
+    }
+    // Per-node locks and levels are constructed (touched) for the whole capacity up front.
+    bytes += g.max_elements_ * (sizeof(std::mutex) + sizeof(int)) + used * sizeof(void*);
+    bytes += g.label_lookup_.bucket_count() * sizeof(void*) +
+             g.label_lookup_.size() * (sizeof(std::pair<const hnswlib::labeltype, hnswlib::tableint>) + kNodeOverhead);
+  }
+  return bytes;
+}
 
 void VectorIndex::Impl::ResetLocked() {
   slot_of_.clear();
@@ -541,8 +641,10 @@ Status VectorIndex::Impl::InsertLocked(const std::vector<std::pair<uint32_t, con
   Hnsw* index = hnsw_.get();
   auto work = [&] {
     try {
+      std::vector<char> code(code_size_);
       for (size_t i = next.fetch_add(1); i < items.size(); i = next.fetch_add(1)) {
-        index->addPoint(items[i].second, items[i].first);
+        EncodeInto(items[i].second, code.data());
+        index->addPoint(code.data(), items[i].first);
       }
     } catch (const std::exception& e) {
       next.store(items.size());
@@ -564,7 +666,7 @@ Status VectorIndex::Impl::InsertLocked(const std::vector<std::pair<uint32_t, con
 
 Status VectorIndex::Impl::BuildHnswLocked(size_t capacity) {
   try {
-    hnsw_ = std::make_unique<Hnsw>(&metric_, std::max<size_t>(capacity, 1024),
+    hnsw_ = std::make_unique<Hnsw>(graph_space_, std::max<size_t>(capacity, 1024),
                                    static_cast<size_t>(options_.m),
                                    static_cast<size_t>(options_.ef_construction));
   } catch (const std::exception& e) {
@@ -617,10 +719,11 @@ Status VectorIndex::Impl::ApplyLocked(std::vector<EpisodeVector>& batch, bool fr
       continue;
     }
     const char* old = NodeDataLocked(slot);
-    if (old != nullptr && std::memcmp(old, v.vector.data(), dim_ * sizeof(float)) == 0) continue;
+    std::vector<char> code = Encode(v.vector.data());
+    if (old != nullptr && std::memcmp(old, code.data(), code_size_) == 0) continue;
     try {
       // An existing label: hnswlib updates the point in place and repairs its links.
-      hnsw_->addPoint(v.vector.data(), slot);
+      hnsw_->addPoint(code.data(), slot);
     } catch (const std::exception& e) {
       ResetLocked();
       return ErrorFromException("vector index update", e);
@@ -737,14 +840,12 @@ bool VectorIndex::Impl::Remove(std::string_view episode_id) {
 }
 
 template <typename ForEach>
-std::vector<VectorHit> VectorIndex::Impl::ScanLocked(const float* query, size_t k,
-                                                     const std::function<bool(std::string_view)>& accept,
+std::vector<VectorHit> VectorIndex::Impl::ScanLocked(size_t k, const std::function<bool(std::string_view)>& accept,
                                                      ForEach for_each) const {
   auto worse = [](const Candidate& a, const Candidate& b) { return a.similarity > b.similarity; };
   std::priority_queue<Candidate, std::vector<Candidate>, decltype(worse)> top(worse);  // min at top
   const std::string* const* ids = slot_ids_.data();
-  for_each([&](uint32_t slot, const void* data) {
-    float sim = Similarity(query, data);
+  for_each([&](uint32_t slot, float sim) {
     if (top.size() >= k && !(sim > top.top().similarity)) return;
     if (accept && !accept(*ids[slot])) return;
     top.push({sim, slot});
@@ -763,10 +864,11 @@ Result<std::vector<VectorHit>> VectorIndex::Impl::SearchHnswLocked(
   const size_t live = slot_of_.size();
   std::unordered_map<uint32_t, bool> verdicts;  // accept's answers, asked once per slot
   size_t ask = std::min(k, live);
+  const std::vector<char> code = Encode(query);
   for (;;) {
     std::priority_queue<std::pair<float, hnswlib::labeltype>> found;
     try {
-      found = hnsw_->searchKnn(query, ask);
+      found = hnsw_->searchKnn(code.data(), ask);
     } catch (const std::exception& e) {
       return ErrorFromException("vector index search", e);
     }
@@ -796,10 +898,11 @@ Result<std::vector<VectorHit>> VectorIndex::Impl::SearchHnswLocked(
     size_t want = std::max(ask * 2, static_cast<size_t>(static_cast<double>(k) / rate * 1.25) + 1);
     if (want * 4 * static_cast<size_t>(options_.m) > live) {
       const Hnsw& index = *hnsw_;
-      return ScanLocked(query, k, accept, [&](auto&& visit) {
+      return ScanLocked(k, accept, [&](auto&& visit) {
         for (hnswlib::tableint i = 0; i < index.cur_element_count; ++i) {
           if (index.isMarkedDeleted(i)) continue;
-          visit(static_cast<uint32_t>(index.getExternalLabel(i)), index.getDataByInternalId(i));
+          visit(static_cast<uint32_t>(index.getExternalLabel(i)),
+                GraphSimilarity(code.data(), index.getDataByInternalId(i)));
         }
       });
     }
@@ -818,8 +921,8 @@ Result<std::vector<VectorHit>> VectorIndex::Impl::Search(
   if (hnsw_ != nullptr) return SearchHnswLocked(query.data(), k, accept);
   const auto slots = static_cast<uint32_t>(slot_ids_.size());
   const float* flat = flat_.data();
-  return ScanLocked(query.data(), k, accept, [&](auto&& visit) {
-    for (uint32_t s = 0; s < slots; ++s) visit(s, flat + size_t{s} * dim_);
+  return ScanLocked(k, accept, [&](auto&& visit) {
+    for (uint32_t s = 0; s < slots; ++s) visit(s, Similarity(query.data(), flat + size_t{s} * dim_));
   });
 }
 
@@ -870,7 +973,9 @@ Status VectorIndex::Impl::WriteFile(const std::string& tmp) const {
   FileHeader h{};
   std::memcpy(h.magic, kMagic, sizeof kMagic);
   h.version = kFormatVersion;
-  h.kind = static_cast<uint32_t>(hnsw_ != nullptr ? PayloadKind::kHnsw : PayloadKind::kExact);
+  h.kind = static_cast<uint32_t>(hnsw_ == nullptr                                  ? PayloadKind::kExact
+                                 : options_.encoding == VectorEncoding::kInt8 ? PayloadKind::kHnswInt8
+                                                                              : PayloadKind::kHnsw);
   h.dimension = static_cast<uint32_t>(dim_);
   h.m = static_cast<uint32_t>(options_.m);
   h.slots = slot_ids_.size();
@@ -1004,7 +1109,10 @@ std::string VectorIndex::Impl::LoadMapped(const MappedFile& file) {
   }
   if (h.dimension != dim_) return "another dimension";
   if (h.m != static_cast<uint32_t>(options_.m)) return "built with M=" + std::to_string(h.m);
-  if (h.kind > 1) return "unknown payload kind";
+  if (h.kind > static_cast<uint32_t>(PayloadKind::kHnswInt8)) return "unknown payload kind";
+  const bool int8 = options_.encoding == VectorEncoding::kInt8;
+  if (h.kind == static_cast<uint32_t>(PayloadKind::kHnsw) && int8) return "float32 graph, int8 wanted";
+  if (h.kind == static_cast<uint32_t>(PayloadKind::kHnswInt8) && !int8) return "int8 graph, float32 wanted";
   if (h.slots > std::numeric_limits<uint32_t>::max() || h.live > h.slots || h.max_seq < 0) {
     return "bad counts";
   }
@@ -1086,10 +1194,10 @@ std::string VectorIndex::Impl::LoadHnswGraph(const char* graph, size_t bytes, co
   const size_t m = static_cast<size_t>(options_.m);
   const size_t links0 = 2 * m * sizeof(hnswlib::tableint) + sizeof(hnswlib::linklistsizeint);
   const size_t links = m * sizeof(hnswlib::tableint) + sizeof(hnswlib::linklistsizeint);
-  const size_t per_element = links0 + dim_ * sizeof(float) + sizeof(hnswlib::labeltype);
+  const size_t per_element = links0 + code_size_ + sizeof(hnswlib::labeltype);
   const size_t n = live.size();
   if (g.offset_level0 != 0 || g.cur_element_count != n || g.size_data_per_element != per_element ||
-      g.label_offset != links0 + dim_ * sizeof(float) || g.offset_data != links0 || g.max_m != m ||
+      g.label_offset != links0 + code_size_ || g.offset_data != links0 || g.max_m != m ||
       g.max_m0 != 2 * m || g.m != m) {
     return "graph layout does not match M=" + std::to_string(m) + ", dimension " + std::to_string(dim_);
   }
@@ -1123,11 +1231,18 @@ std::string VectorIndex::Impl::LoadHnswGraph(const char* graph, size_t bytes, co
     if (is_deleted == live[label]) return "deleted marks disagree with the slot table";
     deleted += is_deleted;
     if (!check_list(element, 2 * m)) return "bad level-0 links";
-    const float* v = reinterpret_cast<const float*>(element + g.offset_data);
-    for (size_t d = 0; d < dim_; ++d) {
-      float x;
-      std::memcpy(&x, v + d, sizeof x);
-      if (!std::isfinite(x)) return "a stored vector is not finite";
+    const char* v = element + g.offset_data;
+    if (options_.encoding == VectorEncoding::kInt8) {
+      // Any byte is a valid component; the scale must be a finite non-negative number.
+      float scale;
+      std::memcpy(&scale, v + dim_, sizeof scale);
+      if (!std::isfinite(scale) || scale < 0) return "a stored vector has a bad scale";
+    } else {
+      for (size_t d = 0; d < dim_; ++d) {
+        float x;
+        std::memcpy(&x, v + d * sizeof(float), sizeof x);
+        if (!std::isfinite(x)) return "a stored vector is not finite";
+      }
     }
     uint32_t list_bytes;
     if (!r.Read(&list_bytes) || list_bytes % links != 0) return "bad link list size";
@@ -1143,7 +1258,7 @@ std::string VectorIndex::Impl::LoadHnswGraph(const char* graph, size_t bytes, co
   if (n > 0 && levels[g.enterpoint_node] != g.maxlevel) return "bad entry point";
 
   try {
-    auto index = std::make_unique<Hnsw>(&metric_, std::max<size_t>(n * 2, 1024), m,
+    auto index = std::make_unique<Hnsw>(graph_space_, std::max<size_t>(n * 2, 1024), m,
                                         static_cast<size_t>(options_.ef_construction));
     std::memcpy(index->data_level0_memory_, level0, n * per_element);
     index->cur_element_count = n;
@@ -1234,6 +1349,7 @@ Status VectorIndex::Save() { return impl_->Save(); }
 size_t VectorIndex::size() const { return impl_->size(); }
 int64_t VectorIndex::max_seq() const { return impl_->max_seq(); }
 std::string_view VectorIndex::mode() const { return impl_->mode(); }
+size_t VectorIndex::MemoryBytes() const { return impl_->MemoryBytes(); }
 const EmbeddingSpace& VectorIndex::space() const { return impl_->space(); }
 
 }  // namespace engram
