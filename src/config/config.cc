@@ -598,8 +598,9 @@ const KeyDef kKeys[] = {
                        "the vector index scans exactly below this many vectors and uses HNSW above"),
     ENGRAM_NUMBER_KEY("retrieval.weight_concepts", Reload::kLive, retrieval.weight_concepts, "0.35", 0.0, 100.0,
                       "query_memory: weight of the software-engineering concept map's synonyms (0: off)"),
-    ENGRAM_NUMBER_KEY("retrieval.weight_wordnet", Reload::kLive, retrieval.weight_wordnet, "0.05", 0.0, 100.0,
-                      "query_memory: weight of WordNet synonyms of the query's plain words (0: off)"),
+    ENGRAM_NUMBER_KEY("retrieval.weight_wordnet", Reload::kLive, retrieval.weight_wordnet, "0", 0.0, 100.0,
+                      "query_memory: weight of WordNet synonyms of the query's plain words (0: off; "
+                      "needs retrieval.wordnet_dir)"),
     {"retrieval.concepts_file", KeyType::kString, Reload::kRestart, "",
      "a concept file (docs/concepts.md) merged into the built-in concept map; empty: none",
      [](const Getenv&) -> Result<std::string> { return std::string(); },
@@ -613,8 +614,9 @@ const KeyDef kKeys[] = {
      },
      [](const Config& config) { return config.retrieval.concepts_file; }},
     {"retrieval.wordnet_dir", KeyType::kString, Reload::kRestart, "",
-     "folder of the WordNet database (Debian wordnet-base); empty: no WordNet expansion",
-     [](const Getenv&) -> Result<std::string> { return std::string("/usr/share/wordnet"); },
+     "folder of the WordNet database (Debian wordnet-base: /usr/share/wordnet); empty (the default): no WordNet "
+     "expansion",
+     [](const Getenv&) -> Result<std::string> { return std::string(); },
      [](std::string_view text, const Getenv& getenv, Config& config) -> Status {
        if (StripAsciiWhitespace(text).empty()) {
          config.retrieval.wordnet_dir.clear();

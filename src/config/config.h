@@ -144,11 +144,13 @@ struct Config {
     // Query expansion (semantics/query_expander.h, issue 8): weights of the concept-map and
     // WordNet components (0: that source off), an extra concept file merged into the built-in
     // map ("" none, "~/" expanded), the WordNet database folder ("" none) and how many senses
-    // of each part of speech WordNet expands.
+    // of each part of speech WordNet expands. WordNet is off by default: on bench/eval it moved
+    // no Recall@k or MRR and cost ~20 MiB RSS (bench/eval/README.md); set wordnet_dir and
+    // weight_wordnet to turn it on.
     double weight_concepts = 0.35;
-    double weight_wordnet = 0.05;
+    double weight_wordnet = 0;
     std::string concepts_file;
-    std::string wordnet_dir = "/usr/share/wordnet";
+    std::string wordnet_dir;
     int64_t wordnet_senses = 1;
     double vector_expansion = 1.0;  // weight of the concept alternatives in the query's vector
   } retrieval;

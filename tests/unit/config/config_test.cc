@@ -118,7 +118,7 @@ TEST_F(ConfigTest, DefaultsUseXdgDataHome) {
                           "4194304", "0", "20", keys_file.c_str(), "progressive", "3", "10", "true", "30000", "512",
                           "true", "redact", "", "",
                           "0.2", "0.7", "0.15", "0.1", "0.05", "30", "0.7", "256", "50", "50", "5000",
-                          "0.35", "0.05", "", "/usr/share/wordnet", "1", "1", "hashing",
+                          "0.35", "0", "", "", "1", "1", "hashing",
                           "256", "", "", "", "", "5000", "32", "2", "5", "30", "true", "0.7", "0.3", "30", "1000", "1"};
   ASSERT_EQ(config->values.size(), std::size(keys));
   for (size_t i = 0; i < std::size(keys); ++i) {

@@ -1,6 +1,7 @@
 #include "semantics/concept_map.h"
 
 #include <fstream>
+#include <map>
 #include <set>
 #include <string>
 
@@ -17,7 +18,7 @@ using ::testing::HasSubstr;
 
 TEST(ConceptMapTest, BuiltinMapParsesAndIsLarge) {
   const ConceptMap& map = ConceptMap::Builtin();
-  EXPECT_GE(map.size(), 150u);
+  EXPECT_GE(map.size(), 500u);
   std::set<std::string> names;
   for (const ConceptGroup& g : map.groups()) {
     EXPECT_GE(g.terms.size(), 2u) << g.name;
@@ -27,6 +28,50 @@ TEST(ConceptMapTest, BuiltinMapParsesAndIsLarge) {
   // The groups the issue names.
   for (const char* name : {"out-of-memory", "rate-limit", "flaky-test", "logged-out"}) {
     EXPECT_TRUE(names.contains(name)) << name;
+  }
+}
+
+// A term in two groups would make a query select both, and the groups would drift apart when
+// one is edited: every term of the built-in map (compared on its search words, so "tests
+// failed" and "test fails" are one term) belongs to exactly one group.
+TEST(ConceptMapTest, BuiltinMapHasNoTermInTwoGroups) {
+  const ConceptMap& map = ConceptMap::Builtin();
+  std::map<std::vector<std::string>, std::string> owner;  // search words → "group: term"
+  for (const ConceptGroup& g : map.groups()) {
+    for (const ConceptTerm& t : g.terms) {
+      const auto [it, inserted] = owner.emplace(t.words, g.name + ": " + t.text);
+      EXPECT_TRUE(inserted) << "\"" << t.text << "\" is in " << g.name << " (" << g.source << ") and in "
+                            << it->second;
+    }
+  }
+}
+
+// A few lookups that the map must answer, across the areas it covers: a query's words select
+// the group whose other terms then find episodes written differently.
+TEST(ConceptMapTest, BuiltinMapFindsGroupsAcrossAreas) {
+  const ConceptMap& map = ConceptMap::Builtin();
+  struct Case {
+    const char* text;
+    const char* group;
+  };
+  const Case cases[] = {
+      {"the pod was OOMKilled again", "out-of-memory"},
+      {"got HTTP 429 from the vendor API", "rate-limit"},
+      {"she was signed out after an hour", "logged-out"},
+      {"the test fails sometimes on CI", "flaky-test"},
+      {"SQLITE_BUSY: database is locked", "sqlite-locked"},
+      {"git push: updates were rejected", "push-rejected"},
+      {"standard_init_linux.go: exec format error", "arch-mismatch"},
+      {"ZeroDivisionError in the report job", "division-by-zero"},
+      {"unable to get local issuer certificate", "ca-bundle"},
+      {"useEffect sees a stale closure", "react-hooks"},
+      {"endless consumer group rebalance", "kafka-rebalance"},
+      {"Permission denied (publickey) when cloning", "git-auth"},
+  };
+  for (const Case& c : cases) {
+    std::set<std::string> found;
+    for (const ConceptMatch& m : map.Find(SearchTokens(c.text))) found.insert(map.groups()[m.group].name);
+    EXPECT_TRUE(found.contains(c.group)) << "\"" << c.text << "\" should select " << c.group;
   }
 }
 

@@ -21,6 +21,7 @@ namespace engram {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class ExpansionHealthTest : public testing::McpClientTest {
  protected:
@@ -62,11 +63,23 @@ class ExpansionHealthTest : public testing::McpClientTest {
   std::unique_ptr<server::RetrievalStack> stack_;
 };
 
-TEST_F(ExpansionHealthTest, WordNetAndConceptsByDefault) {
+// By default the concept map is on and WordNet is off (it measured nothing on bench/eval).
+TEST_F(ExpansionHealthTest, ConceptsOnAndWordNetOffByDefault) {
   Open();
   mcp::Json check = ExpansionCheck();
   EXPECT_EQ(check["healthy"], true);
   EXPECT_THAT(check["detail"].get<std::string>(), HasSubstr("concept map ("));
+  EXPECT_THAT(check["detail"].get<std::string>(), HasSubstr("WordNet off"));
+  EXPECT_THAT(check["detail"].get<std::string>(), Not(HasSubstr("and WordNet (")));
+}
+
+// WordNet stays available: naming its folder (install-deps installs wordnet-base) turns it on.
+TEST_F(ExpansionHealthTest, WordNetWhenConfigured) {
+  config_.retrieval.wordnet_dir = "/usr/share/wordnet";
+  config_.retrieval.weight_wordnet = 0.05;
+  Open();
+  mcp::Json check = ExpansionCheck();
+  EXPECT_EQ(check["healthy"], true);
   EXPECT_THAT(check["detail"].get<std::string>(), HasSubstr("and WordNet (/usr/share/wordnet)"));
 }
 
