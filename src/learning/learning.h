@@ -187,6 +187,8 @@ inline constexpr size_t kDefaultWorkers = 1;
 inline constexpr size_t kDefaultExtractBatch = 32;
 inline constexpr std::chrono::hours kDefaultDecayHalfLife{24 * 30};  // 30 days
 inline constexpr std::chrono::milliseconds kDefaultSweepInterval{60'000};
+inline constexpr std::chrono::milliseconds kDefaultQuietPeriod{10};
+inline constexpr std::chrono::milliseconds kDefaultMaxDefer{500};
 inline constexpr size_t kSweepBatch = 256;  // PendingExtraction page size
 // Episode ids a processor remembers as extracted, so a late event does not queue them again.
 inline constexpr size_t kRecentlyExtracted = 4'096;
@@ -224,6 +226,13 @@ struct LearningOptions {
   // How often the workers sweep PendingExtraction (episodes another process left pending)
   // and apply decay. 0 disables the periodic sweep (Start still sweeps once).
   std::chrono::milliseconds sweep_interval = kDefaultSweepInterval;
+  // Extraction waits for a pause in the agent's writes: a worker starts a batch once no
+  // episode was created, stepped or completed (bus events) for `quiet_period`, or once it has
+  // waited `max_defer` for such a pause. A burst of writes then rarely waits behind an
+  // extraction transaction (which holds the store's write lock) or competes with it for a
+  // core. 0 (quiet_period): no waiting.
+  std::chrono::milliseconds quiet_period = kDefaultQuietPeriod;
+  std::chrono::milliseconds max_defer = kDefaultMaxDefer;
   // Evidence episode ids kept per pattern (the newest). At most kMaxPatternEvidence.
   size_t max_evidence = kMaxPatternEvidence;
 };
@@ -403,9 +412,13 @@ class PatternProcessor {
   struct KeyIndex;
   struct BusLink;
   Status OnEvent(std::string_view completed_episode_id) ENGRAM_LOCKS_EXCLUDED(mu_);
+  void NoteWrite() ENGRAM_LOCKS_EXCLUDED(mu_);  // an episode was created or stepped
   void Work(std::stop_token stop);
   Status Sweep() ENGRAM_LOCKS_EXCLUDED(mu_);
   void RememberExtracted(const std::string& id) ENGRAM_REQUIRES(mu_);
+  // How long a worker should still hold back the work it has, waiting for a pause in
+  // episode writes (LearningOptions::quiet_period, at most max_defer); zero: start now.
+  std::chrono::steady_clock::duration HoldBack() ENGRAM_REQUIRES(mu_);
   Status LoadKeyIndex();
   Status Extract(std::string_view episode_id);
   // Extracts `ids` with one CommitExtraction (merge, heuristics, the episodes' pattern_ids,
@@ -430,6 +443,12 @@ class PatternProcessor {
   bool stopping_ ENGRAM_GUARDED_BY(mu_) = false;
   bool sweep_needed_ ENGRAM_GUARDED_BY(mu_) = false;  // PendingExtraction may hold more
   bool sweeping_ ENGRAM_GUARDED_BY(mu_) = false;
+  // The last episode write the bus reported (created, step, completed), and since when a
+  // worker has held back work waiting for a pause after it (LearningOptions::quiet_period);
+  // WaitIdle callers skip the wait.
+  std::chrono::steady_clock::time_point last_write_ ENGRAM_GUARDED_BY(mu_);
+  std::optional<std::chrono::steady_clock::time_point> deferring_since_ ENGRAM_GUARDED_BY(mu_);
+  size_t idle_waiters_ ENGRAM_GUARDED_BY(mu_) = 0;
   // Episodes whose extraction failed: sweeps skip them until the next maintenance round.
   std::unordered_set<std::string> failed_ ENGRAM_GUARDED_BY(mu_);
   // The last kRecentlyExtracted episodes extracted here, oldest first: a Completed event or

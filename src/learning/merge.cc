@@ -27,6 +27,8 @@ Status ValidateLearningOptions(const LearningOptions& o) {
   if (o.batch_size == 0) return InvalidArgumentError("learning.batch_size: must be at least 1");
   if (o.decay_half_life.count() <= 0) return InvalidArgumentError("learning.decay_half_life: must be positive");
   if (o.sweep_interval.count() < 0) return InvalidArgumentError("learning.sweep_interval: must not be negative");
+  if (o.quiet_period.count() < 0) return InvalidArgumentError("learning.quiet_period: must not be negative");
+  if (o.max_defer.count() < 0) return InvalidArgumentError("learning.max_defer: must not be negative");
   if (o.max_evidence == 0 || o.max_evidence > kMaxPatternEvidence) {
     return InvalidArgumentError("learning.max_evidence: must be in 1.." + std::to_string(kMaxPatternEvidence));
   }

@@ -130,9 +130,15 @@ Status PatternProcessor::Start() {
     std::shared_ptr<BusLink> link = link_;
     bus_->Subscribe("learning", [link](const EpisodeEvent& event) -> Status {
       const auto* completed = std::get_if<EpisodeCompleted>(&event);
-      if (completed == nullptr) return OkStatus();
+      const bool write = completed != nullptr || std::holds_alternative<EpisodeCreated>(event) ||
+                         std::holds_alternative<StepAdded>(event);
+      if (!write) return OkStatus();
       MutexLock lock(link->mu);
       if (link->target == nullptr) return OkStatus();
+      if (completed == nullptr) {
+        link->target->NoteWrite();
+        return OkStatus();
+      }
       return link->target->OnEvent(completed->episode_id);
     });
   }
@@ -166,6 +172,7 @@ Status PatternProcessor::OnEvent(std::string_view completed_episode_id) {
   bool deferred = false;
   {
     MutexLock lock(mu_);
+    last_write_ = std::chrono::steady_clock::now();
     if (!started_ || stopping_) return OkStatus();  // stays pending in the store
     if (pending_.count(id) != 0 || recent_set_.count(id) != 0) return OkStatus();
     const auto deadline = std::chrono::steady_clock::now() + options_.enqueue_wait;
@@ -260,6 +267,10 @@ void PatternProcessor::Work(std::stop_token stop) {
       MutexLock lock(mu_);
       for (;;) {
         if (stopping_ || stop.stop_requested()) return;
+        if (const auto wait = HoldBack(); wait.count() > 0) {
+          cv_.WaitFor(mu_, wait);
+          continue;
+        }
         if (!queue_.empty()) {
           while (!queue_.empty() && batch.size() < options_.batch_size) {
             batch.push_back(std::move(queue_.front()));
@@ -342,9 +353,34 @@ void PatternProcessor::Work(std::stop_token stop) {
   }
 }
 
+void PatternProcessor::NoteWrite() {
+  MutexLock lock(mu_);
+  last_write_ = std::chrono::steady_clock::now();
+}
+
+std::chrono::steady_clock::duration PatternProcessor::HoldBack() {
+  const bool work = !queue_.empty() || (sweep_needed_ && !sweeping_);
+  if (!work || options_.quiet_period.count() <= 0 || idle_waiters_ > 0) {
+    deferring_since_.reset();
+    return {};
+  }
+  const auto now = std::chrono::steady_clock::now();
+  if (!deferring_since_) deferring_since_ = now;
+  const auto quiet_left = last_write_ + options_.quiet_period - now;
+  const auto defer_left = *deferring_since_ + options_.max_defer - now;
+  if (quiet_left.count() <= 0 || defer_left.count() <= 0) {
+    deferring_since_.reset();  // the next batch waits for its own pause
+    return {};
+  }
+  return std::min(quiet_left, defer_left);
+}
+
 void PatternProcessor::WaitIdle() {
   MutexLock lock(mu_);
+  ++idle_waiters_;
+  cv_.SignalAll();  // a worker holding back work for a pause starts now
   while (started_ && (!queue_.empty() || in_flight_ > 0 || sweep_needed_ || sweeping_)) cv_.Wait(mu_);
+  --idle_waiters_;
 }
 
 Status PatternProcessor::ExtractNow(std::string_view episode_id) {

@@ -524,6 +524,48 @@ TEST_F(PipelineTest, FullQueueDefersButLosesNothing) {
   EXPECT_TRUE(pending->empty());
 }
 
+// Extraction waits for a pause in completions (quiet_period), at most max_defer; WaitIdle
+// does not wait for it.
+TEST_F(PipelineTest, ExtractionWaitsForAPauseInCompletions) {
+  LearningOptions patient;
+  patient.quiet_period = std::chrono::minutes(10);
+  patient.max_defer = std::chrono::minutes(10);
+  Open(patient);
+  Start();
+  const std::string id = Run("Fix a failing test in the parser", FixTestRun());
+  bus_->Flush();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto pending = store_->PendingExtraction(10);
+  ASSERT_TRUE(pending.ok());
+  EXPECT_EQ(*pending, std::vector<std::string>{id}) << "held back: a completion came less than quiet_period ago";
+  Idle();  // returns without the ten minutes
+  pending = store_->PendingExtraction(10);
+  ASSERT_TRUE(pending.ok());
+  EXPECT_TRUE(pending->empty());
+
+  // max_defer bounds the wait while completions keep coming.
+  LearningOptions bounded;
+  bounded.quiet_period = std::chrono::minutes(10);
+  bounded.max_defer = std::chrono::milliseconds(50);
+  Open(bounded);
+  Start();
+  const std::string second = Run("Fix a failing test in the lexer", FixTestRun());
+  bus_->Flush();
+  bool extracted = false;
+  for (int i = 0; i < 600 && !extracted; ++i) {  // up to a minute on a loaded machine
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto left = store_->PendingExtraction(10);
+    ASSERT_TRUE(left.ok());
+    extracted = left->empty();
+  }
+  EXPECT_TRUE(extracted) << "extracted after max_defer without WaitIdle";
+  EXPECT_FALSE(ValidateLearningOptions([] {
+                 LearningOptions o;
+                 o.quiet_period = std::chrono::milliseconds(-1);
+                 return o;
+               }()).ok());
+}
+
 TEST_F(PipelineTest, ReextractRebuildsTheSamePatterns) {
   Start();
   for (int i = 0; i < 4; ++i) Run("Fix a failing test in the parser", FixTestRun());
