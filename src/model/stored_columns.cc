@@ -26,6 +26,29 @@ Result<json> ParseColumn(const std::string& text, const std::string& episode_id,
   return j;
 }
 
+std::optional<std::vector<std::string>> ParsePlainStringList(std::string_view text) {
+  if (text.size() < 2 || text.front() != '[' || text.back() != ']') return std::nullopt;
+  std::vector<std::string> out;
+  size_t pos = 1;
+  const size_t end = text.size() - 1;
+  if (pos == end) return out;
+  for (;;) {
+    if (pos >= end || text[pos] != '"') return std::nullopt;
+    const size_t begin = ++pos;
+    while (pos < end && text[pos] != '"') {
+      const auto c = static_cast<unsigned char>(text[pos]);
+      if (c < 0x20 || c >= 0x80 || c == '\\') return std::nullopt;
+      ++pos;
+    }
+    if (pos >= end) return std::nullopt;
+    out.emplace_back(text.substr(begin, pos - begin));
+    ++pos;  // the closing quote
+    if (pos == end) return out;
+    if (text[pos] != ',') return std::nullopt;
+    ++pos;
+  }
+}
+
 Result<std::vector<std::string>> DecodeStringList(const std::string& text, const std::string& id, const char* column) {
   ENGRAM_ASSIGN_OR_RETURN(json j, ParseColumn(text, id, column));
   if (!j.is_array()) return DataLossError("episode " + id + ": stored " + column + " is not a list");

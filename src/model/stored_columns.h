@@ -6,6 +6,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -41,6 +42,11 @@ Status DecodeColumn(const std::optional<std::string>& text, const std::string& i
   *out = *std::move(v);
   return OkStatus();
 }
+
+// A list as DumpColumn writes one of plain ASCII strings (ids): ["a","b"], read without the
+// JSON parser (pattern evidence lists are long and read often). nullopt for anything else
+// (escapes, other bytes, spacing), which the caller then hands to the JSON parser.
+std::optional<std::vector<std::string>> ParsePlainStringList(std::string_view text);
 
 // A stored JSON list of strings. Errors: kDataLoss.
 Result<std::vector<std::string>> DecodeStringList(const std::string& text, const std::string& id, const char* column);

@@ -193,31 +193,6 @@ constexpr const char* kPendingSql =
 constexpr const char* kMarkExtractedSql =
     "UPDATE episodes SET extract_pending = false WHERE episode_id = ANY($1::text[]) AND extract_pending";
 
-// A list as DumpColumn writes one of plain ASCII strings (ids): ["a","b"]. nullopt for
-// anything else (escapes, other bytes, spacing), which the JSON parser then reads.
-std::optional<std::vector<std::string>> ParsePlainStringList(std::string_view text) {
-  if (text.size() < 2 || text.front() != '[' || text.back() != ']') return std::nullopt;
-  std::vector<std::string> out;
-  size_t pos = 1;
-  const size_t end = text.size() - 1;
-  if (pos == end) return out;
-  for (;;) {
-    if (pos >= end || text[pos] != '"') return std::nullopt;
-    const size_t begin = ++pos;
-    while (pos < end && text[pos] != '"') {
-      const auto c = static_cast<unsigned char>(text[pos]);
-      if (c < 0x20 || c >= 0x80 || c == '\\') return std::nullopt;
-      ++pos;
-    }
-    if (pos >= end) return std::nullopt;
-    out.emplace_back(text.substr(begin, pos - begin));
-    ++pos;  // the closing quote
-    if (pos == end) return out;
-    if (text[pos] != ',') return std::nullopt;
-    ++pos;
-  }
-}
-
 Result<std::vector<std::string>> DecodeIdList(const std::string& text, const std::string& owner) {
   if (std::optional<std::vector<std::string>> plain = ParsePlainStringList(text)) return *std::move(plain);
   json j = json::parse(text, nullptr, false);

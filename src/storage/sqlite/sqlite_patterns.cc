@@ -94,31 +94,6 @@ Result<json> ParseStored(const std::string& text, const char* what, const std::s
   return j;
 }
 
-// A list as DumpColumn writes one of plain ASCII strings (ids): ["a","b"]. nullopt for
-// anything else (escapes, other bytes, spacing), which the JSON parser then reads.
-std::optional<std::vector<std::string>> ParsePlainStringList(std::string_view text) {
-  if (text.size() < 2 || text.front() != '[' || text.back() != ']') return std::nullopt;
-  std::vector<std::string> out;
-  size_t pos = 1;
-  const size_t end = text.size() - 1;
-  if (pos == end) return out;
-  for (;;) {
-    if (pos >= end || text[pos] != '"') return std::nullopt;
-    const size_t begin = ++pos;
-    while (pos < end && text[pos] != '"') {
-      const auto c = static_cast<unsigned char>(text[pos]);
-      if (c < 0x20 || c >= 0x80 || c == '\\') return std::nullopt;
-      ++pos;
-    }
-    if (pos >= end) return std::nullopt;
-    out.emplace_back(text.substr(begin, pos - begin));
-    ++pos;  // the closing quote
-    if (pos == end) return out;
-    if (text[pos] != ',') return std::nullopt;
-    ++pos;
-  }
-}
-
 Result<std::vector<std::string>> ParseStoredList(const std::string& text, const char* what, const std::string& id,
                                                  const char* column) {
   if (std::optional<std::vector<std::string>> plain = ParsePlainStringList(text)) return *std::move(plain);
