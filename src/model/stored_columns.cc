@@ -1,5 +1,7 @@
 #include "model/stored_columns.h"
 
+#include <algorithm>
+
 namespace engram {
 
 using nlohmann::json;
@@ -47,6 +49,23 @@ std::optional<std::vector<std::string>> ParsePlainStringList(std::string_view te
     if (text[pos] != ',') return std::nullopt;
     ++pos;
   }
+}
+
+std::map<std::string, std::vector<std::string>> GroupByEpisode(
+    std::span<const std::pair<std::string, std::string>> episode_patterns) {
+  std::map<std::string, std::vector<std::string>> grouped;
+  for (const auto& [episode_id, pattern_id] : episode_patterns) grouped[episode_id].push_back(pattern_id);
+  return grouped;
+}
+
+bool AppendMissing(std::vector<std::string>& ids, const std::vector<std::string>& more) {
+  bool grew = false;
+  for (const std::string& id : more) {
+    if (std::find(ids.begin(), ids.end(), id) != ids.end()) continue;
+    ids.push_back(id);
+    grew = true;
+  }
+  return grew;
 }
 
 Result<std::vector<std::string>> DecodeStringList(const std::string& text, const std::string& id, const char* column) {

@@ -4,9 +4,12 @@
 // before a whole episode is written.
 #pragma once
 
+#include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -47,6 +50,14 @@ Status DecodeColumn(const std::optional<std::string>& text, const std::string& i
 // JSON parser (pattern evidence lists are long and read often). nullopt for anything else
 // (escapes, other bytes, spacing), which the caller then hands to the JSON parser.
 std::optional<std::vector<std::string>> ParsePlainStringList(std::string_view text);
+
+// (episode, pattern) pairs grouped by episode, each episode's patterns in pair order: what
+// the backends' CommitExtraction appends to the episodes' pattern_ids.
+std::map<std::string, std::vector<std::string>> GroupByEpisode(
+    std::span<const std::pair<std::string, std::string>> episode_patterns);
+
+// Appends to `ids` each of `more` it does not hold yet; true when it grew.
+bool AppendMissing(std::vector<std::string>& ids, const std::vector<std::string>& more);
 
 // A stored JSON list of strings. Errors: kDataLoss.
 Result<std::vector<std::string>> DecodeStringList(const std::string& text, const std::string& id, const char* column);

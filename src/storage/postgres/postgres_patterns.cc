@@ -352,8 +352,7 @@ Status MergeInTransaction(Connection& conn, const std::vector<std::optional<std:
 Status AppendEpisodePatterns(Connection& conn, std::span<const std::pair<std::string, std::string>> pairs,
                              std::vector<std::string>* changed) {
   if (pairs.empty()) return OkStatus();
-  std::map<std::string, std::vector<std::string>> added;  // episode -> patterns, in pair order
-  for (const auto& [episode_id, pattern_id] : pairs) added[episode_id].push_back(pattern_id);
+  std::map<std::string, std::vector<std::string>> added = GroupByEpisode(pairs);
   std::vector<std::optional<std::string>> episode_ids;
   for (const auto& [episode_id, patterns] : added) episode_ids.push_back(episode_id);
   ENGRAM_ASSIGN_OR_RETURN(PgResult rows, conn.Query(kLockEpisodePatternIdsSql, Params().TextArray(episode_ids)));
@@ -361,13 +360,7 @@ Status AppendEpisodePatterns(Connection& conn, std::span<const std::pair<std::st
   for (int i = 0; i < rows.rows(); ++i) {
     const std::string episode_id = rows.Text(i, 0);
     ENGRAM_ASSIGN_OR_RETURN(std::vector<std::string> ids, DecodeStringList(rows.Text(i, 1), episode_id, "pattern_ids"));
-    bool grew = false;
-    for (const std::string& pattern_id : added[episode_id]) {
-      if (std::find(ids.begin(), ids.end(), pattern_id) != ids.end()) continue;
-      ids.push_back(pattern_id);
-      grew = true;
-    }
-    if (!grew) continue;
+    if (!AppendMissing(ids, added[episode_id])) continue;
     update_ids.push_back(episode_id);
     update_lists.push_back(DumpColumn(json(ids)));
     changed->push_back(episode_id);

@@ -298,14 +298,7 @@ Result<size_t> CreditEpisode(Connection& conn, const std::string& episode_id, bo
 // Appends to each episode's pattern_ids the patterns `pairs` name for it that it does not
 // list yet, inside the caller's write transaction. Episodes not in the store are skipped.
 Status AppendEpisodePatterns(Connection& conn, std::span<const std::pair<std::string, std::string>> pairs) {
-  std::vector<std::string> order;  // episodes in the order first named
-  std::unordered_map<std::string, std::vector<std::string>> added;
-  for (const auto& [episode_id, pattern_id] : pairs) {
-    auto [it, fresh] = added.try_emplace(episode_id);
-    if (fresh) order.push_back(episode_id);
-    it->second.push_back(pattern_id);
-  }
-  for (const std::string& episode_id : order) {
+  for (const auto& [episode_id, added] : GroupByEpisode(pairs)) {
     std::vector<std::string> ids;
     {
       ENGRAM_ASSIGN_OR_RETURN(Statement stmt, conn.Prepare(kEpisodePatternIdsSql));
@@ -314,13 +307,7 @@ Status AppendEpisodePatterns(Connection& conn, std::span<const std::pair<std::st
       if (!row) continue;
       ENGRAM_ASSIGN_OR_RETURN(ids, ParseStoredList(stmt.ColumnText(0), "episode", episode_id, "pattern_ids"));
     }
-    bool changed = false;
-    for (const std::string& pattern_id : added[episode_id]) {
-      if (std::find(ids.begin(), ids.end(), pattern_id) != ids.end()) continue;
-      ids.push_back(pattern_id);
-      changed = true;
-    }
-    if (!changed) continue;
+    if (!AppendMissing(ids, added)) continue;
     ENGRAM_ASSIGN_OR_RETURN(Statement update, conn.Prepare(kSetEpisodePatternIdsSql));
     update.BindText(1, episode_id);
     update.BindText(2, DumpColumn(json(ids)));

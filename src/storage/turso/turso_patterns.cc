@@ -381,8 +381,7 @@ Result<size_t> TursoBackend::CommitExtraction(const ExtractionBatch& batch) {
     // The episodes' new pattern_ids, each with the text it replaces.
     std::vector<std::pair<std::string, std::pair<std::string, std::string>>> lists;  // id -> (old, new)
     if (!out.episode_patterns.empty()) {
-      std::map<std::string, std::vector<std::string>> added;
-      for (const auto& [episode_id, pattern_id] : out.episode_patterns) added[episode_id].push_back(pattern_id);
+      std::map<std::string, std::vector<std::string>> added = GroupByEpisode(out.episode_patterns);
       std::vector<std::string> episode_ids;
       for (const auto& [episode_id, ids] : added) episode_ids.push_back(episode_id);
       ENGRAM_ASSIGN_OR_RETURN(HranaResult rows, client().Execute(kEpisodePatternIdsSql,
@@ -392,13 +391,7 @@ Result<size_t> TursoBackend::CommitExtraction(const ExtractionBatch& batch) {
         ENGRAM_ASSIGN_OR_RETURN(std::string stored, rows.Text(i, 1));
         ENGRAM_ASSIGN_OR_RETURN(std::vector<std::string> ids, ParseStoredList(stored, "episode", episode_id,
                                                                               "pattern_ids"));
-        bool grew = false;
-        for (const std::string& pattern_id : added[episode_id]) {
-          if (std::find(ids.begin(), ids.end(), pattern_id) != ids.end()) continue;
-          ids.push_back(pattern_id);
-          grew = true;
-        }
-        if (grew) lists.push_back({episode_id, {std::move(stored), DumpColumn(json(ids))}});
+        if (AppendMissing(ids, added[episode_id])) lists.push_back({episode_id, {std::move(stored), DumpColumn(json(ids))}});
       }
     }
     // Most episodes were shown nothing: one read finds what there is to credit.
