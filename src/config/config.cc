@@ -684,6 +684,10 @@ const KeyDef kKeys[] = {
     ENGRAM_INTEGER_KEY("learning.queue_capacity", Reload::kRestart, learning.queue_capacity, "1000", 1, 1000000,
                        "completed episodes waiting for extraction before producers wait"),
     ENGRAM_INTEGER_KEY("learning.workers", Reload::kRestart, learning.workers, "1", 1, 64, "pattern extraction threads"),
+    ENGRAM_INTEGER_KEY("learning.quiet_period_ms", Reload::kRestart, learning.quiet_period_ms, "10", 0, 60000,
+                       "extraction waits until episodes were not created, stepped or completed for this long (0: never waits)"),
+    ENGRAM_INTEGER_KEY("learning.max_defer_ms", Reload::kRestart, learning.max_defer_ms, "500", 0, 600000,
+                       "the longest extraction waits for such a pause"),
 };
 
 #undef ENGRAM_NUMBER_KEY

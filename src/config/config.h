@@ -178,6 +178,8 @@ struct Config {
     int64_t decay_half_life_days = 30;      // unused patterns lose half their weight per half-life
     int64_t queue_capacity = 1000;          // completed episodes waiting for extraction
     int64_t workers = 1;                    // extraction threads
+    int64_t quiet_period_ms = 10;           // extract after the agent's writes pause this long
+    int64_t max_defer_ms = 500;             // ... or after waiting this long for a pause
   } learning;
 
   // Every known key with its effective value and source, in key-table order.

@@ -13,6 +13,8 @@ LearningOptions LearningOptionsFromConfig(const Config& config) {
       std::chrono::hours(24) * l.decay_half_life_days);
   options.queue_capacity = static_cast<size_t>(l.queue_capacity);
   options.workers = static_cast<size_t>(l.workers);
+  options.quiet_period = std::chrono::milliseconds(l.quiet_period_ms);
+  options.max_defer = std::chrono::milliseconds(l.max_defer_ms);
   return options;
 }
 

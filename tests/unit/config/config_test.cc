@@ -112,14 +112,15 @@ TEST_F(ConfigTest, DefaultsUseXdgDataHome) {
                         "embedding.model_dir", "embedding.timeout_ms", "embedding.batch_size", "embedding.max_retries",
                         "embedding.breaker_failures", "embedding.breaker_open_seconds", "learning.enabled",
                         "learning.min_success_rate", "learning.min_error_recovery_rate",
-                        "learning.decay_half_life_days", "learning.queue_capacity", "learning.workers"};
+                        "learning.decay_half_life_days", "learning.queue_capacity", "learning.workers",
+                        "learning.quiet_period_ms", "learning.max_defer_ms"};
   const char* values[] = {"/data/xdg/engram/memory.db", "full", "10000", "", "", "", "", "10", "true", "10000", "3600",
                           "info", "auto", "",
                           "4194304", "0", "20", keys_file.c_str(), "progressive", "3", "10", "true", "30000", "512",
                           "true", "redact", "", "",
                           "0.2", "0.7", "0.15", "0.1", "0.05", "30", "0.7", "256", "50", "50", "5000",
                           "0.35", "0", "", "", "1", "1", "hashing",
-                          "256", "", "", "", "", "5000", "32", "2", "5", "30", "true", "0.7", "0.3", "30", "1000", "1"};
+                          "256", "", "", "", "", "5000", "32", "2", "5", "30", "true", "0.7", "0.3", "30", "1000", "1", "10", "500"};
   ASSERT_EQ(config->values.size(), std::size(keys));
   for (size_t i = 0; i < std::size(keys); ++i) {
     const ConfigValue& value = config->values[i];

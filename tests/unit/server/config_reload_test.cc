@@ -22,6 +22,7 @@
 #include "mcp/server.h"
 #include "retrieval/retriever.h"
 #include "sandbox/execute_code_tool.h"
+#include "server/open_learning.h"
 #include "server/open_store.h"
 #include "testing/episodes.h"
 #include "testing/temp_dir.h"
@@ -90,6 +91,22 @@ class ConfigWatcherTest : public ::testing::Test {
   std::vector<Config> applied_;
   Status apply_status_;
 };
+
+// learning.* keys reach the pipeline's options, the quiet period included.
+TEST_F(ConfigWatcherTest, LearningKeysReachThePipelineOptions) {
+  WriteInPlace("[learning]\nworkers = 2\nquiet_period_ms = 0\nmax_defer_ms = 1500\n");
+  Result<Config> config = LoadConfig(Inputs());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  const LearningOptions options = server::LearningOptionsFromConfig(*config);
+  EXPECT_EQ(options.workers, 2u);
+  EXPECT_EQ(options.quiet_period, std::chrono::milliseconds(0));
+  EXPECT_EQ(options.max_defer, std::chrono::milliseconds(1500));
+  WriteInPlace("");
+  Result<Config> defaults = LoadConfig(Inputs());
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(server::LearningOptionsFromConfig(*defaults).quiet_period, kDefaultQuietPeriod);
+  EXPECT_EQ(server::LearningOptionsFromConfig(*defaults).max_defer, kDefaultMaxDefer);
+}
 
 TEST_F(ConfigWatcherTest, ReloadAppliesChangedLiveKeysAndReportsRestartOnlyOnes) {
   WriteInPlace("[log]\nlevel = \"info\"\n");
