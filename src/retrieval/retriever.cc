@@ -581,17 +581,45 @@ Result<size_t> Retriever::IndexBatch(const std::vector<std::string>& ids) {
   return rows.size();
 }
 
+size_t Retriever::RetryBacklog() const {
+  MutexLock lock(mu_);
+  return retry_.size();
+}
+
 Result<size_t> Retriever::IndexEpisodes(const std::vector<std::string>& episode_ids) {
   if (provider_ == nullptr || episode_ids.empty()) return size_t{0};
-  ENGRAM_ASSIGN_OR_RETURN(bool stale, VectorsStale());
-  if (stale) return size_t{0};  // `engram reindex` will embed them
+  std::vector<std::string> ids;
+  {
+    MutexLock lock(mu_);
+    ids.swap(retry_);
+  }
+  ids.insert(ids.end(), episode_ids.begin(), episode_ids.end());
+  // What is not stored goes back to the backlog (the newest kMaxRetryBacklog of it).
+  size_t done = 0;
+  auto keep_rest = [&] {
+    MutexLock lock(mu_);
+    std::vector<std::string> rest(ids.begin() + static_cast<std::ptrdiff_t>(done), ids.end());
+    rest.insert(rest.end(), retry_.begin(), retry_.end());
+    if (rest.size() > kMaxRetryBacklog) rest.erase(rest.begin(), rest.end() - kMaxRetryBacklog);
+    retry_ = std::move(rest);
+  };
+  Result<bool> stale = VectorsStale();
+  if (!stale.ok()) {
+    keep_rest();
+    return stale.status();
+  }
+  if (*stale) return size_t{0};  // `engram reindex` will embed them
   size_t n = 0;
-  for (size_t i = 0; i < episode_ids.size(); i += kIndexBatch) {
+  for (; done < ids.size(); done = std::min(ids.size(), done + kIndexBatch)) {
     std::vector<std::string> batch(
-        episode_ids.begin() + static_cast<std::ptrdiff_t>(i),
-        episode_ids.begin() + static_cast<std::ptrdiff_t>(std::min(episode_ids.size(), i + kIndexBatch)));
-    ENGRAM_ASSIGN_OR_RETURN(size_t stored, IndexBatch(batch));
-    n += stored;
+        ids.begin() + static_cast<std::ptrdiff_t>(done),
+        ids.begin() + static_cast<std::ptrdiff_t>(std::min(ids.size(), done + kIndexBatch)));
+    Result<size_t> stored = IndexBatch(batch);
+    if (!stored.ok()) {
+      keep_rest();
+      return stored.status();
+    }
+    n += *stored;
   }
   VectorIndex* index = index_.load(std::memory_order_acquire);
   if (index != nullptr && n > 0) ENGRAM_RETURN_IF_ERROR(index->CatchUp());

@@ -196,9 +196,16 @@ class Retriever {
   Result<size_t> Reindex(const std::function<void(size_t, size_t)>& progress = {});
 
   // Embeds the given episodes again and replaces their vectors (after their text changed,
-  // e.g. `engram storage scan-secrets`). Unknown ids are skipped. Returns how many were
-  // stored. Nothing to do without a provider.
+  // e.g. `engram storage scan-secrets`, or on completion in `engram serve`). Unknown ids
+  // are skipped. Returns how many were stored. Nothing to do without a provider.
+  // Episodes of a call that failed (the http provider's server down, its breaker open, a
+  // storage error) are remembered, up to kMaxRetryBacklog, and embedded with the next
+  // call, so an outage does not leave them without a vector until the next start (whose
+  // IndexPending finds any beyond that bound).
   Result<size_t> IndexEpisodes(const std::vector<std::string>& episode_ids);
+  static constexpr size_t kMaxRetryBacklog = 10'000;
+  // Episodes waiting for a retry of IndexEpisodes.
+  size_t RetryBacklog() const;
 
   // True when the store's recorded space differs from the provider's.
   Result<bool> VectorsStale();
@@ -231,6 +238,8 @@ class Retriever {
   ExpansionHealth expansion_health_ ENGRAM_GUARDED_BY(mu_);
   // LRU: front is newest.
   std::vector<std::unique_ptr<CacheEntry>> cache_ ENGRAM_GUARDED_BY(mu_);
+  // IndexEpisodes' failed episodes, oldest first.
+  std::vector<std::string> retry_ ENGRAM_GUARDED_BY(mu_);
 };
 
 // `text` cut to at most kMaxQueryChars bytes, never inside a UTF-8 sequence.

@@ -104,8 +104,9 @@ void RetrievalStack::SubscribeTo(EventBus& bus) {
     if (completed == nullptr) return OkStatus();
     // Embeds the episode the event names (IndexEpisodes skips a stale space: `engram reindex`
     // first). Not IndexPending: finding what lacks a vector walks the whole store, and at
-    // 1M episodes that walk per completion is the cost. Leftovers (an embedding that failed)
-    // are picked up at the next start.
+    // 1M episodes that walk per completion is the cost. An episode whose embedding failed
+    // (the http provider's server down) is retried with the next completion
+    // (Retriever::IndexEpisodes keeps a backlog), or at the next start beyond its bound.
     return retriever->IndexEpisodes({completed->episode_id}).status();
   });
 }

@@ -429,6 +429,52 @@ TEST_F(RetrievalTest, AnUnreachableEmbeddingServerFallsBackToLexical) {
   EXPECT_EQ(retriever.Metrics().degraded, 2);
 }
 
+// A provider that forwards to another until told to fail (a server down, a breaker open).
+class SwitchedProvider final : public EmbeddingProvider {
+ public:
+  explicit SwitchedProvider(EmbeddingProvider& inner) : inner_(inner) {}
+  EmbeddingSpace Space() const override { return inner_.Space(); }
+  Result<std::vector<std::vector<float>>> Embed(std::span<const std::string> texts, EmbedPurpose purpose) override {
+    if (down) return UnavailableError("embedding server is down");
+    return inner_.Embed(texts, purpose);
+  }
+  EmbeddingHealth Health() const override { return inner_.Health(); }
+  bool down = false;
+
+ private:
+  EmbeddingProvider& inner_;
+};
+
+TEST_F(RetrievalTest, EpisodesWhoseEmbeddingFailedAreEmbeddedWithTheNextCompletion) {
+  Result<std::unique_ptr<EmbeddingProvider>> hashing = MakeHashingProvider(HashingOptions{}, store_.get());
+  ASSERT_TRUE(hashing.ok());
+  SwitchedProvider provider(**hashing);
+  Retriever retriever(*store_, clock_, &provider, nullptr, RankingOptions{});
+  ASSERT_TRUE(retriever.IndexPending(0).ok());  // records the space
+  Result<std::unique_ptr<VectorIndex>> index = VectorIndex::Open(*store_, provider.Space(), VectorIndexOptions{});
+  ASSERT_TRUE(index.ok());
+  retriever.SetIndex(index->get());
+
+  provider.down = true;
+  const std::string a = Record({.task = "Shrink the docker image of the API"});
+  const std::string b = Record({.task = "Pin the base image digest"});
+  EXPECT_FALSE(retriever.IndexEpisodes({a}).ok());
+  EXPECT_FALSE(retriever.IndexEpisodes({b}).ok());
+  EXPECT_EQ(retriever.RetryBacklog(), 2u);
+  EXPECT_EQ((*index)->size(), 0u);
+
+  provider.down = false;
+  const std::string c = Record({.task = "Cache the npm install layer"});
+  Result<size_t> n = retriever.IndexEpisodes({c});
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(*n, 3u) << "the two that failed come along with the new one";
+  EXPECT_EQ(retriever.RetryBacklog(), 0u);
+  EXPECT_EQ((*index)->size(), 3u);
+  for (const std::string& id : {a, b, c}) {
+    EXPECT_TRUE((*index)->Similarity(std::vector<float>(provider.Space().dimension, 0.1f), id).has_value()) << id;
+  }
+}
+
 TEST_F(RetrievalTest, ComponentsExplainTheScore) {
   EnableVectors();
   Record({.task = "Cache the pricing rules", .domain = "billing"});
