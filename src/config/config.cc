@@ -596,6 +596,18 @@ const KeyDef kKeys[] = {
                        "nearest-neighbour hits considered per query"),
     ENGRAM_INTEGER_KEY("retrieval.exact_below", Reload::kRestart, retrieval.exact_below, "5000", 0, 100000000,
                        "the vector index scans exactly below this many vectors and uses HNSW above"),
+    {"retrieval.vector_encoding", KeyType::kString, Reload::kRestart, "",
+     "how the HNSW graph keeps vectors: int8 (a byte per dimension, about half the memory) or float32 (exact cosines)",
+     [](const Getenv&) -> Result<std::string> { return std::string("int8"); },
+     [](std::string_view text, const Getenv&, Config& config) -> Status {
+       std::string value = AsciiLower(StripAsciiWhitespace(text));
+       if (value != "int8" && value != "float32") {
+         return InvalidArgumentError("expected int8 or float32, got \"" + std::string(text.substr(0, 64)) + "\"");
+       }
+       config.retrieval.vector_encoding = value;
+       return OkStatus();
+     },
+     [](const Config& config) { return config.retrieval.vector_encoding; }},
     ENGRAM_NUMBER_KEY("retrieval.weight_concepts", Reload::kLive, retrieval.weight_concepts, "0.35", 0.0, 100.0,
                       "query_memory: weight of the software-engineering concept map's synonyms (0: off)"),
     ENGRAM_NUMBER_KEY("retrieval.weight_wordnet", Reload::kLive, retrieval.weight_wordnet, "0", 0.0, 100.0,

@@ -141,6 +141,9 @@ struct Config {
     int64_t lexical_candidates = 50;
     int64_t vector_candidates = 50;
     int64_t exact_below = 5000;  // vector index: exact scan below this many vectors, HNSW above
+    // How the HNSW graph keeps vectors: "int8" (a byte per dimension + a scale; the index is
+    // ~2x smaller, cosines within ~0.001) or "float32" (exact cosines).
+    std::string vector_encoding = "int8";
     // Query expansion (semantics/query_expander.h, issue 8): weights of the concept-map and
     // WordNet components (0: that source off), an extra concept file merged into the built-in
     // map ("" none, "~/" expanded), the WordNet database folder ("" none) and how many senses

@@ -81,6 +81,7 @@ Status RetrievalStack::OpenIndex() {
   VectorIndexOptions options;
   options.path = index_path_;
   options.exact_below = exact_below_;
+  options.encoding = vector_encoding_;
   ENGRAM_ASSIGN_OR_RETURN(index_, VectorIndex::Open(*store_, provider_->Space(), options));
   retriever_->SetIndex(index_.get());
   ENGRAM_ASSIGN_OR_RETURN(size_t indexed, retriever_->IndexPending(0));
@@ -123,6 +124,8 @@ Result<std::unique_ptr<RetrievalStack>> OpenRetrieval(const Config& config, Stor
   stack->store_ = &store;
   stack->index_path_ = config.db_path + ".vectors.hnsw";
   stack->exact_below_ = static_cast<size_t>(config.retrieval.exact_below);
+  stack->vector_encoding_ =
+      config.retrieval.vector_encoding == "float32" ? VectorEncoding::kFloat32 : VectorEncoding::kInt8;
   const Config::Embedding& e = config.embedding;
   auto make_hashing = [&]() {
     HashingOptions options;

@@ -62,6 +62,7 @@ class RetrievalStack {
   StorageBackend* store_ = nullptr;
   std::string index_path_;
   size_t exact_below_ = 0;
+  VectorEncoding vector_encoding_ = VectorEncoding::kInt8;
   std::unique_ptr<EmbeddingProvider> provider_;
   std::unique_ptr<VectorIndex> index_;
   std::unique_ptr<Retriever> retriever_;

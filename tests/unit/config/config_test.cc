@@ -105,7 +105,8 @@ TEST_F(ConfigTest, DefaultsUseXdgDataHome) {
                         "retrieval.weight_semantic", "retrieval.weight_lexical", "retrieval.weight_context",
                         "retrieval.weight_reward", "retrieval.weight_recency", "retrieval.recency_half_life_days",
                         "retrieval.mmr_lambda", "retrieval.cache_entries", "retrieval.lexical_candidates",
-                        "retrieval.vector_candidates", "retrieval.exact_below", "retrieval.weight_concepts",
+                        "retrieval.vector_candidates", "retrieval.exact_below", "retrieval.vector_encoding",
+                        "retrieval.weight_concepts",
                         "retrieval.weight_wordnet", "retrieval.concepts_file", "retrieval.wordnet_dir",
                         "retrieval.wordnet_senses", "retrieval.vector_expansion", "embedding.provider",
                         "embedding.dimension", "embedding.url", "embedding.model", "embedding.api_key_file",
@@ -118,7 +119,7 @@ TEST_F(ConfigTest, DefaultsUseXdgDataHome) {
                           "info", "auto", "",
                           "4194304", "0", "20", keys_file.c_str(), "progressive", "3", "10", "true", "30000", "512",
                           "true", "redact", "", "",
-                          "0.2", "0.7", "0.15", "0.1", "0.05", "30", "0.7", "256", "50", "50", "5000",
+                          "0.2", "0.7", "0.15", "0.1", "0.05", "30", "0.7", "256", "50", "50", "5000", "int8",
                           "0.35", "0", "", "", "1", "1", "hashing",
                           "256", "", "", "", "", "5000", "32", "2", "5", "30", "true", "0.7", "0.3", "30", "1000", "1", "10", "500"};
   ASSERT_EQ(config->values.size(), std::size(keys));
@@ -729,6 +730,21 @@ TEST_F(ConfigTest, ServerHttpMustBeHostAndPort) {
   Result<Config> config = LoadConfig(Inputs());
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   EXPECT_EQ(config->server_http, "0.0.0.0:0");
+}
+
+TEST_F(ConfigTest, VectorEncodingIsInt8OrFloat32) {
+  ConfigInputs inputs = Inputs();
+  inputs.flags.push_back({"retrieval.vector_encoding", "Float32", "--set"});
+  Result<Config> config = LoadConfig(inputs);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->retrieval.vector_encoding, "float32");
+
+  inputs = Inputs();
+  inputs.flags.push_back({"retrieval.vector_encoding", "fp16", "--set"});
+  config = LoadConfig(inputs);
+  ASSERT_FALSE(config.ok());
+  EXPECT_THAT(config.status().message(),
+              HasSubstr("--set: retrieval.vector_encoding: expected int8 or float32, got \"fp16\""));
 }
 
 TEST_F(ConfigTest, InvalidServerAndToolValuesAreErrors) {
