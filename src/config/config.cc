@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <initializer_list>
 #include <utility>
 
 #include <nlohmann/json.hpp>
@@ -115,6 +116,19 @@ Result<double> ParseNumberInRange(std::string_view text, double min, double max)
                                 t.substr(0, 64));
   }
   return value;
+}
+
+// `text` (trimmed, lower-cased) when it is one of `choices`; else an error listing them.
+Result<std::string> ParseChoice(std::string_view text, std::initializer_list<std::string_view> choices) {
+  std::string value = AsciiLower(StripAsciiWhitespace(text));
+  std::string listed;
+  size_t i = 0;
+  for (std::string_view choice : choices) {
+    if (value == choice) return value;
+    listed += std::string(i == 0 ? "" : i + 1 == choices.size() ? " or " : ", ") + std::string(choice);
+    ++i;
+  }
+  return InvalidArgumentError("expected " + listed + ", got \"" + std::string(text.substr(0, 64)) + "\"");
 }
 
 Result<bool> ParseBool(std::string_view text) {
@@ -334,22 +348,9 @@ const KeyDef kKeys[] = {
      },
      [](const Config& config) { return std::to_string(config.pool_size); }},
 
-    {"cache.enabled", KeyType::kString, Reload::kRestart, "",
-     "\"true\": keep recently read episodes in an LMDB cache beside the store, shared by every engram "
-     "process (every writer of the store must use it); \"false\": read the store every time",
-     [](const Getenv&) -> Result<std::string> { return std::string("true"); },
-     [](std::string_view text, const Getenv&, Config& config) -> Status {
-       std::string value = AsciiLower(StripAsciiWhitespace(text));
-       if (value == "true" || value == "1" || value == "yes" || value == "on") {
-         config.cache_enabled = true;
-       } else if (value == "false" || value == "0" || value == "no" || value == "off") {
-         config.cache_enabled = false;
-       } else {
-         return InvalidArgumentError("expected \"true\" or \"false\", got \"" + std::string(text.substr(0, 64)) + "\"");
-       }
-       return OkStatus();
-     },
-     [](const Config& config) { return std::string(config.cache_enabled ? "true" : "false"); }},
+    ENGRAM_BOOL_KEY("cache.enabled", Reload::kRestart, cache_enabled, "true",
+                    "\"true\": keep recently read episodes in an LMDB cache beside the store, shared by every engram "
+                    "process (every writer of the store must use it); \"false\": read the store every time"),
 
     {"cache.max_entries", KeyType::kInteger, Reload::kLive, "",
      "most episodes the cache keeps; past it the least recently used go (0: only its size bound applies)",
@@ -464,21 +465,8 @@ const KeyDef kKeys[] = {
      },
      [](const Config& config) { return std::to_string(config.tools_expert_after_calls); }},
 
-    {"sandbox.enabled", KeyType::kString, Reload::kRestart, "",
-     "\"true\": offer execute_code (expert tier) when every sandbox layer works on this host; \"false\": never",
-     [](const Getenv&) -> Result<std::string> { return std::string("true"); },
-     [](std::string_view text, const Getenv&, Config& config) -> Status {
-       std::string value = AsciiLower(StripAsciiWhitespace(text));
-       if (value == "true" || value == "1" || value == "yes" || value == "on") {
-         config.sandbox_enabled = true;
-       } else if (value == "false" || value == "0" || value == "no" || value == "off") {
-         config.sandbox_enabled = false;
-       } else {
-         return InvalidArgumentError("expected \"true\" or \"false\", got \"" + std::string(text.substr(0, 64)) + "\"");
-       }
-       return OkStatus();
-     },
-     [](const Config& config) { return std::string(config.sandbox_enabled ? "true" : "false"); }},
+    ENGRAM_BOOL_KEY("sandbox.enabled", Reload::kRestart, sandbox_enabled, "true",
+                    "\"true\": offer execute_code (expert tier) when every sandbox layer works on this host; \"false\": never"),
 
     {"sandbox.max_timeout_ms", KeyType::kInteger, Reload::kLive, "",
      "largest wall-clock limit an execute_code call may ask for, in milliseconds",
@@ -498,34 +486,15 @@ const KeyDef kKeys[] = {
      },
      [](const Config& config) { return std::to_string(config.sandbox_max_memory_mb); }},
 
-    {"redaction.enabled", KeyType::kString, Reload::kRestart, "",
-     "\"true\": secrets in stored text are redacted (or refused, see redaction.mode); \"false\": stored as given",
-     [](const Getenv&) -> Result<std::string> { return std::string("true"); },
-     [](std::string_view text, const Getenv&, Config& config) -> Status {
-       std::string value = AsciiLower(StripAsciiWhitespace(text));
-       if (value == "true" || value == "1" || value == "yes" || value == "on") {
-         config.redaction.enabled = true;
-       } else if (value == "false" || value == "0" || value == "no" || value == "off") {
-         config.redaction.enabled = false;
-       } else {
-         return InvalidArgumentError("expected \"true\" or \"false\", got \"" + std::string(text.substr(0, 64)) + "\"");
-       }
-       return OkStatus();
-     },
-     [](const Config& config) { return std::string(config.redaction.enabled ? "true" : "false"); }},
+    ENGRAM_BOOL_KEY("redaction.enabled", Reload::kRestart, redaction.enabled, "true",
+                    "\"true\": secrets in stored text are redacted (or refused, see redaction.mode); \"false\": stored as given"),
 
     {"redaction.mode", KeyType::kString, Reload::kRestart, "",
      "redact: replace each secret with [REDACTED:kind]; reject: refuse the write, naming the field and the kind",
      [](const Getenv&) -> Result<std::string> { return std::string("redact"); },
      [](std::string_view text, const Getenv&, Config& config) -> Status {
-       std::string value = AsciiLower(StripAsciiWhitespace(text));
-       if (value == "redact") {
-         config.redaction.mode = RedactionMode::kRedact;
-       } else if (value == "reject") {
-         config.redaction.mode = RedactionMode::kReject;
-       } else {
-         return InvalidArgumentError("expected redact or reject, got \"" + std::string(text.substr(0, 64)) + "\"");
-       }
+       ENGRAM_ASSIGN_OR_RETURN(std::string mode, ParseChoice(text, {"redact", "reject"}));
+       config.redaction.mode = mode == "redact" ? RedactionMode::kRedact : RedactionMode::kReject;
        return OkStatus();
      },
      [](const Config& config) { return std::string(RedactionModeName(config.redaction.mode)); }},
@@ -600,11 +569,7 @@ const KeyDef kKeys[] = {
      "how the HNSW graph keeps vectors: int8 (a byte per dimension, about half the memory) or float32 (exact cosines)",
      [](const Getenv&) -> Result<std::string> { return std::string("int8"); },
      [](std::string_view text, const Getenv&, Config& config) -> Status {
-       std::string value = AsciiLower(StripAsciiWhitespace(text));
-       if (value != "int8" && value != "float32") {
-         return InvalidArgumentError("expected int8 or float32, got \"" + std::string(text.substr(0, 64)) + "\"");
-       }
-       config.retrieval.vector_encoding = value;
+       ENGRAM_ASSIGN_OR_RETURN(config.retrieval.vector_encoding, ParseChoice(text, {"int8", "float32"}));
        return OkStatus();
      },
      [](const Config& config) { return config.retrieval.vector_encoding; }},
@@ -647,11 +612,7 @@ const KeyDef kKeys[] = {
      "model; falls back to hashing if it cannot start), http (an OpenAI-compatible /v1/embeddings) or none",
      [](const Getenv&) -> Result<std::string> { return std::string("hashing"); },
      [](std::string_view text, const Getenv&, Config& config) -> Status {
-       std::string value = AsciiLower(StripAsciiWhitespace(text));
-       if (value != "hashing" && value != "use" && value != "http" && value != "none") {
-         return InvalidArgumentError("expected hashing, use, http or none, got \"" + std::string(text.substr(0, 64)) + "\"");
-       }
-       config.embedding.provider = value;
+       ENGRAM_ASSIGN_OR_RETURN(config.embedding.provider, ParseChoice(text, {"hashing", "use", "http", "none"}));
        return OkStatus();
      },
      [](const Config& config) { return config.embedding.provider; }},
