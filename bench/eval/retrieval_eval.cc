@@ -8,6 +8,7 @@
 //                  [--mmr-lambda X] [--wordnet DIR] [--concepts FILE] [--no-expansion]
 //                  [--table] [--split all|even|odd] [--tune] [--store URL]
 //                  [--vector-expansion X] [--provider hashing|use]
+//                  [--document-text full|task|task+outcome|task+lessons[+concepts]]
 //
 // --store URL loads the corpus into the Turso / libSQL store at URL ("http://127.0.0.1:PORT",
 // token from ENGRAM_TURSO_TOKEN) instead of a temporary SQLite file; its database must hold no
@@ -20,6 +21,9 @@
 // order). --tune searches the lexical/semantic/concepts/wordnet weights on the even half
 // and prints the odd half's figures for the defaults and for the weights found.
 //
+// --document-text chooses what is embedded per episode (retrieval/episode_text.h; the
+// embedding.document_text config key); the header line then gives the embedding cost.
+//
 // Definitions (per query, then averaged over queries):
 //   Recall@k  |relevant ∩ top k| / min(k, |relevant|), relevant = every judged episode
 //             (grade ≥ 1). The denominator is capped at k so that 1.0 is reachable at every
@@ -31,6 +35,7 @@
 // the bound: the smoke test in `make test` uses it.
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -50,6 +55,7 @@
 #include "engram/memory.h"
 #include "engram/sqlite_backend.h"
 #include "engram/turso_backend.h"
+#include "retrieval/episode_text.h"
 #include "retrieval/retriever.h"
 #include "retrieval/vector_index.h"
 #include "semantics/concept_map.h"
@@ -82,6 +88,7 @@ struct Args {
   bool show_misses = false;
   RankingOptions ranking{};
   std::string provider = "hashing";  // or "use"
+  DocumentTextOptions document_text{};
   std::string wordnet_dir = "/usr/share/wordnet";
   std::string concepts_file;
   bool no_expansion = false;
@@ -255,6 +262,8 @@ Args ParseArgs(int argc, char** argv) {
     } else if (arg == "--provider") {
       a.provider = value();
       if (a.provider != "hashing" && a.provider != "use") Die("--provider: hashing or use");
+    } else if (arg == "--document-text") {
+      a.document_text = Must(ParseDocumentTextOptions(value()), "--document-text");
     } else if (arg == "--wordnet") {
       a.wordnet_dir = value();
     } else if (arg == "--concepts") {
@@ -354,16 +363,23 @@ int Main(int argc, char** argv) {
     hashing.dimension = args.dimension;
     provider = Must(MakeHashingProvider(hashing, store.get()), "provider");
   }
+  // The map the expander uses below also expands documents when asked to.
+  ConceptMap concepts = ConceptMap::Builtin();
+  if (!args.concepts_file.empty()) concepts.Merge(Must(ConceptMap::LoadFile(args.concepts_file), "concepts"));
+  provider = WithDocumentText(std::move(provider), args.document_text, &concepts);
   clock.Set(Timestamp(std::chrono::milliseconds(kEvalNowMs)));
   Retriever retriever(*store, clock, provider.get(), nullptr, args.ranking);
-  Must(retriever.IndexPending(0).status(), "index");
+  const std::clock_t embed_cpu_start = std::clock();
+  const auto embed_start = std::chrono::steady_clock::now();
+  const size_t embedded = Must(retriever.IndexPending(0), "index");
+  const double embed_cpu_ms = 1000.0 * static_cast<double>(std::clock() - embed_cpu_start) / CLOCKS_PER_SEC;
+  const double embed_wall_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - embed_start).count();
   std::unique_ptr<VectorIndex> index = Must(VectorIndex::Open(*store, provider->Space(), VectorIndexOptions{}), "vector index");
   retriever.SetIndex(index.get());
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
 
   // Query expansion.
-  ConceptMap concepts = ConceptMap::Builtin();
-  if (!args.concepts_file.empty()) concepts.Merge(Must(ConceptMap::LoadFile(args.concepts_file), "concepts"));
   std::unique_ptr<WordNet> wordnet;
   if (Result<std::unique_ptr<WordNet>> wn = WordNet::Open(args.wordnet_dir); wn.ok()) {
     wordnet = *std::move(wn);
@@ -402,11 +418,13 @@ int Main(int argc, char** argv) {
   // Runs every query of `split` with `options` in `mode`: (all, paraphrase) means; the
   // other queries' (the literal ones') sums are left in `literal`.
   Scores literal;
+  double query_ms = 0;  // mean wall time of one Retrieve in the last evaluate
   auto evaluate = [&](const RankingOptions& options, RetrievalMode mode, const std::string& split,
                       bool show_misses) -> std::pair<Scores, Scores> {
     Must(retriever.SetOptions(options), "ranking options");
     Scores all, para;
     literal = Scores{};
+    double total_ms = 0;
     for (size_t qi = 0; qi < queries.size(); ++qi) {
       if (!in_split(split, qi)) continue;
       const Query& q = queries[qi];
@@ -415,7 +433,9 @@ int Main(int argc, char** argv) {
       rq.domain = q.domain;
       rq.limit = kTopK;
       rq.mode = mode;
+      const auto query_start = std::chrono::steady_clock::now();
       RetrievalResult r = Must(retriever.Retrieve(rq), "query " + q.id);
+      total_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - query_start).count();
       std::vector<std::string> ranked;
       for (const ScoredEpisode& s : r.episodes) ranked.push_back(s.episode.episode_id);
       Scores s = ScoreQuery(ranked, q.relevant);
@@ -435,6 +455,7 @@ int Main(int argc, char** argv) {
         }
       }
     }
+    query_ms = all.n > 0 ? total_ms / static_cast<double>(all.n) : 0;
     return {all.Mean(), para.Mean()};
   };
 
@@ -454,7 +475,8 @@ int Main(int argc, char** argv) {
     for (double sem : grid) {
       for (double lex : {0.3, 0.5, 0.7}) {
         for (double con : grid) {
-          for (double wn : {0.0, 0.05, 0.1, 0.2}) {
+          // Without WordNet its weight has nothing to tune.
+          for (double wn : wordnet ? std::vector<double>{0.0, 0.05, 0.1, 0.2} : std::vector<double>{0.0}) {
             RankingOptions o = args.ranking;
             o.weights.semantic = sem, o.weights.lexical = lex, o.weights.concepts = con, o.weights.wordnet = wn;
             const double v = objective(evaluate(o, RetrievalMode::kHybrid, "even", false));
@@ -482,15 +504,21 @@ int Main(int argc, char** argv) {
 
   std::map<std::string, std::pair<Scores, Scores>> results;
   std::map<std::string, Scores> literal_results;
+  std::map<std::string, double> row_query_ms;
   for (const Row& row : rows) {
+    // query_ms: one pass, so a row's first query embeddings are not cached yet (the
+    // "use" provider caches vectors by text; rows after the first reuse them).
     results[row.name] = evaluate(row.options, row.mode, args.split, args.show_misses && row.name == "hybrid");
     literal_results[row.name] = literal.Mean();
+    row_query_ms[row.name] = query_ms;
   }
   const double hybrid_r5 = results["hybrid"].first.r5;
   if (args.json) {
     Json out = {{"episodes", engram_id.size()}, {"queries", evaluated}, {"paraphrases", paraphrases},
                 {"provider", provider->Space().Key()}, {"load_seconds", load_s}, {"split", args.split},
-                {"wordnet", wordnet != nullptr}, {"concept_groups", concepts.size()}};
+                {"wordnet", wordnet != nullptr}, {"concept_groups", concepts.size()},
+                {"embed_cpu_ms_per_episode", embed_cpu_ms / std::max<double>(1, embedded)},
+                {"embed_wall_ms_per_episode", embed_wall_ms / std::max<double>(1, embedded)}};
     for (const Row& row : rows) {
       for (const auto& [subset, m] : {std::pair{"all", results[row.name].first},
                                       std::pair{"paraphrase", results[row.name].second},
@@ -498,13 +526,17 @@ int Main(int argc, char** argv) {
         out[row.name][subset] = {{"recall@1", m.r1}, {"recall@5", m.r5}, {"recall@10", m.r10}, {"mrr", m.mrr},
                                  {"ndcg@10", m.ndcg}};
       }
+      out[row.name]["query_ms"] = row_query_ms[row.name];
     }
     std::cout << out.dump(2) << "\n";
   } else {
     std::printf("engram retrieval eval: %zu episodes, %zu queries (%zu paraphrases, split %s), %s, loaded+indexed in "
-                "%.1f s; expansion: %s, %zu concept groups, WordNet %s\n\n",
+                "%.1f s; expansion: %s, %zu concept groups, WordNet %s\n",
                 engram_id.size(), evaluated, paraphrases, args.split.c_str(), provider->Space().Key().c_str(), load_s,
                 args.no_expansion ? "off" : "on", concepts.size(), wordnet ? "on" : "off");
+    std::printf("embedded %zu episodes (document text %s): %.2f ms CPU, %.2f ms wall per episode\n\n", embedded,
+                std::string(DocumentTextName(args.document_text.text)).append(args.document_text.expand_concepts ? "+concepts" : "").c_str(),
+                embed_cpu_ms / std::max<double>(1, embedded), embed_wall_ms / std::max<double>(1, embedded));
     std::printf("| mode      | queries    | R@1   | R@5   | R@10  | MRR   | nDCG@10 |\n");
     std::printf("|-----------|------------|-------|-------|-------|-------|---------|\n");
     for (const Row& row : rows) {

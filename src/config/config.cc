@@ -637,6 +637,25 @@ const KeyDef kKeys[] = {
        return OkStatus();
      },
      [](const Config& config) { return config.embedding.model_dir; }},
+    {"embedding.document_text", KeyType::kString, Reload::kRestart, "",
+     "what of an episode is embedded: full (task, steps, outcome, reflection), task, task+outcome or "
+     "task+lessons, optionally followed by +concepts (the concept map's alternatives of the terms it names); "
+     "changing it needs `engram reindex`",
+     [](const Getenv&) -> Result<std::string> { return std::string("full"); },
+     [](std::string_view text, const Getenv&, Config& config) -> Status {
+       // The names of retrieval/episode_text.h (ParseDocumentTextOptions), which config does
+       // not link; OpenRetrieval parses the value again.
+       std::string value = AsciiLower(StripAsciiWhitespace(text));
+       std::string_view base = value;
+       if (base.ends_with("+concepts")) base.remove_suffix(std::string_view("+concepts").size());
+       if (base != "full" && base != "task" && base != "task+outcome" && base != "task+lessons") {
+         return InvalidArgumentError("expected full, task, task+outcome or task+lessons, optionally followed by "
+                                     "+concepts, got \"" + std::string(text.substr(0, 64)) + "\"");
+       }
+       config.embedding.document_text = value;
+       return OkStatus();
+     },
+     [](const Config& config) { return config.embedding.document_text; }},
     ENGRAM_INTEGER_KEY("embedding.timeout_ms", Reload::kRestart, embedding.timeout_ms, "5000", 10, 600000,
                        "http provider: timeout of one request, connect included"),
     ENGRAM_INTEGER_KEY("embedding.batch_size", Reload::kRestart, embedding.batch_size, "32", 1, 2048, "http provider: texts per request"),

@@ -166,6 +166,10 @@ struct Config {
     std::string model;                 // http: the model name sent
     std::string api_key_file;          // http: file whose first line is the API key ("~/" expanded)
     std::string model_dir;             // use: folder of model.json, shards, vocab.json (empty: default)
+    // What of an episode is embedded (retrieval/episode_text.h): full, task, task+outcome or
+    // task+lessons, optionally +concepts. Part of the embedding space: changing it needs
+    // `engram reindex`.
+    std::string document_text = "full";
     int64_t timeout_ms = 5000;
     int64_t batch_size = 32;
     int64_t max_retries = 2;

@@ -9,6 +9,7 @@
 
 #include "common/logging.h"
 #include "model/search_text.h"
+#include "retrieval/episode_text.h"
 #include "retrieval/vector_index.h"
 #include "semantics/query_expander.h"
 
@@ -555,8 +556,7 @@ Result<size_t> Retriever::IndexBatch(const std::vector<std::string>& ids) {
       if (e.status().code() == StatusCode::kNotFound) continue;
       return e.status();
     }
-    SearchDocument doc = BuildSearchDocument(*e);
-    texts.push_back(doc.title + "\n" + doc.title + "\n" + doc.body);
+    texts.push_back(EpisodeEmbeddingText(*e, *provider_));
     kept.push_back(id);
   }
   if (kept.empty()) return size_t{0};

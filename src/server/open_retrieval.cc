@@ -3,6 +3,7 @@
 #include "common/logging.h"
 #include "core/event_bus.h"
 #include "embedding/use_provider.h"
+#include "retrieval/episode_text.h"
 #include "server/open_store.h"
 
 namespace engram::server {
@@ -29,7 +30,9 @@ RankingOptions RankingOptionsFromConfig(const Config& config) {
 Status RetrievalStack::OpenExpansion(const Config::Retrieval& r) {
   // The concept map: built in, plus the deployment's file. A bad file is a configuration
   // error (its message names the line); a missing WordNet only turns WordNet off.
-  concepts_ = std::make_unique<ConceptMap>(ConceptMap::Builtin());
+  // (concepts_ may exist already: OpenRetrieval hands it to embedding.document_text's +concepts.)
+  if (!concepts_) concepts_ = std::make_unique<ConceptMap>();
+  *concepts_ = ConceptMap::Builtin();
   if (!r.concepts_file.empty()) {
     Result<ConceptMap> extra = ConceptMap::LoadFile(r.concepts_file);
     if (!extra.ok()) {
@@ -164,6 +167,14 @@ Result<std::unique_ptr<RetrievalStack>> OpenRetrieval(const Config& config, Stor
     options.breaker_failure_threshold = static_cast<int>(e.breaker_failures);
     options.breaker_open_for = std::chrono::seconds(e.breaker_open_seconds);
     ENGRAM_ASSIGN_OR_RETURN(stack->provider_, MakeHttpProvider(options, clock));
+  }
+  if (stack->provider_) {
+    // What of an episode is embedded; any choice but "full" is part of the embedding space.
+    // The concept map is filled by OpenExpansion below, before anything is embedded.
+    Result<DocumentTextOptions> document_text = ParseDocumentTextOptions(e.document_text);
+    if (!document_text.ok()) return document_text.status();
+    stack->concepts_ = std::make_unique<ConceptMap>();
+    stack->provider_ = WithDocumentText(std::move(stack->provider_), *document_text, stack->concepts_.get());
   }
   RankingOptions ranking = RankingOptionsFromConfig(config);
   ENGRAM_RETURN_IF_ERROR(ValidateRankingOptions(ranking));

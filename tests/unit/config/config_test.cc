@@ -110,7 +110,7 @@ TEST_F(ConfigTest, DefaultsUseXdgDataHome) {
                         "retrieval.weight_wordnet", "retrieval.concepts_file", "retrieval.wordnet_dir",
                         "retrieval.wordnet_senses", "retrieval.vector_expansion", "embedding.provider",
                         "embedding.dimension", "embedding.url", "embedding.model", "embedding.api_key_file",
-                        "embedding.model_dir", "embedding.timeout_ms", "embedding.batch_size", "embedding.max_retries",
+                        "embedding.model_dir", "embedding.document_text", "embedding.timeout_ms", "embedding.batch_size", "embedding.max_retries",
                         "embedding.breaker_failures", "embedding.breaker_open_seconds", "learning.enabled",
                         "learning.min_success_rate", "learning.min_error_recovery_rate",
                         "learning.decay_half_life_days", "learning.queue_capacity", "learning.workers",
@@ -121,7 +121,7 @@ TEST_F(ConfigTest, DefaultsUseXdgDataHome) {
                           "true", "redact", "", "",
                           "0.2", "0.7", "0.15", "0.1", "0.05", "30", "0.7", "256", "50", "50", "5000", "int8",
                           "0.35", "0", "", "", "1", "1", "hashing",
-                          "256", "", "", "", "", "5000", "32", "2", "5", "30", "true", "0.7", "0.3", "30", "1000", "1", "10", "500"};
+                          "256", "", "", "", "", "full", "5000", "32", "2", "5", "30", "true", "0.7", "0.3", "30", "1000", "1", "10", "500"};
   ASSERT_EQ(config->values.size(), std::size(keys));
   for (size_t i = 0; i < std::size(keys); ++i) {
     const ConfigValue& value = config->values[i];
@@ -745,6 +745,23 @@ TEST_F(ConfigTest, VectorEncodingIsInt8OrFloat32) {
   ASSERT_FALSE(config.ok());
   EXPECT_THAT(config.status().message(),
               HasSubstr("--set: retrieval.vector_encoding: expected int8 or float32, got \"fp16\""));
+}
+
+TEST_F(ConfigTest, DocumentTextNamesWhatIsEmbedded) {
+  ConfigInputs inputs = Inputs();
+  inputs.flags.push_back({"embedding.document_text", " Task+Concepts ", "--set"});
+  Result<Config> config = LoadConfig(inputs);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->embedding.document_text, "task+concepts");
+
+  for (const char* bad : {"title", "concepts", "+concepts", "task+concepts+outcome"}) {
+    inputs = Inputs();
+    inputs.flags.push_back({"embedding.document_text", bad, "--set"});
+    config = LoadConfig(inputs);
+    ASSERT_FALSE(config.ok()) << bad;
+    EXPECT_THAT(config.status().message(),
+                HasSubstr("--set: embedding.document_text: expected full, task, task+outcome or task+lessons"));
+  }
 }
 
 TEST_F(ConfigTest, InvalidServerAndToolValuesAreErrors) {
