@@ -13,7 +13,7 @@
 // adds or drops postings (indexing, replacing, deleting) keeps the counts exact in the same
 // transaction. FTS5's bm25 for a query of terms q:
 //   sum over q of idf(q) * freq(q, D) * (k1 + 1) / (freq(q, D) + k1 * (1 - b + b * |D| / avgdl))
-//   idf(q) = max(ln((N - n(q) + 0.5) / (n(q) + 0.5)), 1e-6),  k1 = 1.2, b = 0.75
+// (storage/fts_bm25.h: the tokenizer and idf are shared with SQLite's in-memory mirror)
 // with |D| the document's tokens in all columns and avgdl = nToken / nRow.
 #include <algorithm>
 #include <cmath>
@@ -29,6 +29,7 @@
 #include "common/utf8.h"
 #include "model/search_text.h"
 #include "model/stored_columns.h"
+#include "storage/fts_bm25.h"
 #include "storage/turso/turso_backend.h"
 
 namespace engram::turso {
@@ -105,38 +106,18 @@ constexpr const char* kSearchSql =
     "AND (?3 IS NULL OR d.domain IN (SELECT CAST(value AS TEXT) FROM json_each(?3))) "
     "GROUP BY d.doc_id ORDER BY score DESC, d.doc_id LIMIT ?4";
 
-// FTS5's bm25 constants.
-constexpr double kMinIdf = 1e-6;
-
-// A byte of a token for SQLite's 'ascii' tokenizer (the one the SQLite store indexes
-// with): ASCII letters and digits, and every byte of a multi-byte character.
-bool IsTokenByte(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c >= 0x80;
-}
-
-// Calls emit(term) for each token of `text` as the 'ascii' tokenizer cuts and folds it:
-// maximal runs of token bytes, ASCII lower-cased (then made valid UTF-8; a run left empty
-// by that is no term but still counts toward the length, as it does in FTS5). Returns the
+// Calls emit(term) for each token of `text` as the 'ascii' tokenizer cuts and folds it
+// (fts_bm25.h), then made valid UTF-8 for the JSON that carries terms (a run left empty by
+// that is no term but still counts toward the length, as it does in FTS5). Returns the
 // number of tokens.
 template <typename Emit>
 int64_t ForEachTerm(std::string_view text, const Emit& emit) {
-  int64_t tokens = 0;
-  size_t i = 0;
-  std::string run, term;
-  while (i < text.size()) {
-    while (i < text.size() && !IsTokenByte(static_cast<unsigned char>(text[i]))) ++i;
-    if (i == text.size()) break;
-    run.clear();
-    while (i < text.size() && IsTokenByte(static_cast<unsigned char>(text[i]))) {
-      const auto c = static_cast<unsigned char>(text[i++]);
-      run.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : static_cast<char>(c));
-    }
-    ++tokens;
+  std::string term;
+  return fts::ForEachToken(text, [&](std::string_view token) {
     term.clear();
-    AppendValidUtf8(run, term);
+    AppendValidUtf8(token, term);
     if (!term.empty()) emit(term);
-  }
-  return tokens;
+  });
 }
 
 // The distinct terms of `words`, in their first order. A word the tokenizer would cut in
@@ -234,8 +215,7 @@ Result<std::vector<TextHit>> TursoBackend::SearchText(const TextSearchRequest& r
     ENGRAM_ASSIGN_OR_RETURN(std::string term, df.Text(i, 0));
     ENGRAM_ASSIGN_OR_RETURN(int64_t docs, df.Int(i, 1));
     if (docs <= 0) continue;
-    const double n = static_cast<double>(documents), h = static_cast<double>(docs);
-    idf[term] = std::max(std::log((n - h + 0.5) / (h + 0.5)), kMinIdf);
+    idf[term] = fts::Idf(documents, docs);
   }
   if (idf.empty()) return hits;
 

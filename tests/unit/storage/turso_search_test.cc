@@ -23,6 +23,7 @@
 #include "engram/turso_backend.h"
 #include "model/search_text.h"
 #include "testing/episodes.h"
+#include "testing/eval_corpus.h"
 #include "testing/temp_dir.h"
 #include "testing/turso_server.h"
 
@@ -84,24 +85,8 @@ class TursoSearchTest : public ::testing::Test {
     }
   }
 
-  // A completed episode with only `title` and `body` as its words (MakeEpisode's context
-  // and tags would put the same words into every document).
   Episode MakeDoc(const std::string& title, const std::string& body, const std::string& domain) {
-    clock_.Advance(std::chrono::milliseconds(5));
-    Episode e = MakeEpisode(clock_, 0, domain);
-    e.task_description = title;
-    e.context.language.reset();
-    e.context.framework.reset();
-    e.context.tags.clear();
-    e.tags.clear();
-    Step s = MakeStep(1, "shell");
-    s.action = body;
-    s.result.reset();
-    e.steps = {s};
-    Episode done = Completed(e);
-    done.reflection.reset();
-    done.outcome->verdict.clear();
-    return done;
+    return MakeSearchDoc(clock_, title, body, domain);
   }
 
   static std::vector<TextHit> Search(StorageBackend& store, std::vector<std::string> words, size_t limit = 100,
@@ -255,23 +240,6 @@ TEST_F(TursoSearchTest, PatternKeysThatLookLikeNumbersMerge) {
 // as the Retriever asks it (SearchTokens, 50 candidates, with and without its domain): the
 // same hits in the same order with the same scores, and the same document frequencies.
 TEST_F(TursoSearchTest, RanksLikeSqliteOnTheEvalCorpus) {
-  namespace fs = std::filesystem;
-  const fs::path eval = fs::path(ENGRAM_SOURCE_DIR) / "bench" / "eval";
-  auto read_jsonl = [](const fs::path& dir) {
-    std::vector<nlohmann::json> out;
-    std::vector<fs::path> files;
-    for (const auto& entry : fs::directory_iterator(dir)) {
-      if (entry.path().extension() == ".jsonl") files.push_back(entry.path());
-    }
-    std::sort(files.begin(), files.end());
-    for (const fs::path& f : files) {
-      std::ifstream in(f);
-      for (std::string line; std::getline(in, line);) {
-        if (!line.empty()) out.push_back(nlohmann::json::parse(line));
-      }
-    }
-    return out;
-  };
   // Fresh stores: the fixture's small corpus is not part of this one.
   TempDir dir;
   auto server = TursoServer::Start(dir.File("eval.db"));
@@ -285,25 +253,7 @@ TEST_F(TursoSearchTest, RanksLikeSqliteOnTheEvalCorpus) {
   auto sqlite = OpenSqliteBackend(sqlite_options);
   ASSERT_TRUE(sqlite.ok()) << sqlite.status().ToString();
 
-  std::vector<Episode> episodes;
-  for (const nlohmann::json& j : read_jsonl(eval / "corpus")) {
-    Episode e = MakeDoc(j.at("task").get<std::string>(), "", j.value("domain", "general"));
-    e.context.language = j.value("language", "");
-    e.context.framework = j.value("framework", "");
-    e.context.tags = j.value("tags", std::vector<std::string>{});
-    e.steps.clear();
-    int n = 0;
-    for (const nlohmann::json& js : j.value("steps", nlohmann::json::array())) {
-      Step step = MakeStep(++n, js.value("tool", "bash"));
-      step.action = js.value("action", "");
-      step.result->status = js.value("status", "success") == "success" ? StepStatus::kSuccess : StepStatus::kError;
-      step.result->output = js.value("output", "");
-      if (js.contains("message")) step.result->message = js.value("message", "");
-      e.steps.push_back(step);
-    }
-    e.outcome->verdict = j.contains("outcome") ? j["outcome"].value("verdict", "") : "";
-    episodes.push_back(std::move(e));
-  }
+  const std::vector<Episode> episodes = EvalCorpusEpisodes(clock_);
   ASSERT_GT(episodes.size(), 300u);
   ASSERT_TRUE((*sqlite)->PutEpisodes(episodes).ok());
   Status put = (*turso)->PutEpisodes(episodes);
@@ -311,7 +261,7 @@ TEST_F(TursoSearchTest, RanksLikeSqliteOnTheEvalCorpus) {
 
   size_t queries = 0;
   std::vector<std::string> all_words;
-  for (const nlohmann::json& q : read_jsonl(eval / "queries")) {
+  for (const nlohmann::json& q : ReadEvalJsonl("queries")) {
     const std::vector<std::string> words = SearchTokens(q.at("query").get<std::string>());
     all_words.insert(all_words.end(), words.begin(), words.end());
     for (std::optional<std::string> domain : {std::optional<std::string>(), q.contains("domain")
