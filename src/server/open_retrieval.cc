@@ -93,8 +93,16 @@ Status RetrievalStack::OpenIndex() {
 }
 
 void RetrievalStack::OpenIndexInBackground() {
-  if (!provider_) return;
   opener_ = std::jthread([this] {
+    // One search so a store that keeps an in-memory full-text index (SQLite's mirror,
+    // built at the first search) starts building it now, not at the agent's first query.
+    TextSearchRequest warm;
+    warm.words = {"error"};
+    warm.limit = 1;
+    if (Result<std::vector<TextHit>> hits = store_->SearchText(warm); !hits.ok()) {
+      LogWarn("full-text search failed at start", {{"error", hits.status().ToString()}});
+    }
+    if (!provider_) return;
     Status s = OpenIndex();
     if (!s.ok()) LogWarn("vector index unavailable; retrieval is lexical only", {{"error", s.ToString()}});
   });

@@ -45,7 +45,8 @@ class RetrievalStack {
   // whose vectors belong to another provider is left alone (queries say to run `engram
   // reindex`). Errors: storage errors.
   Status OpenIndex();
-  // OpenIndex on a thread of its own; failures are logged. Start-up does not wait.
+  // On a thread of its own: one full-text search (so a store with an in-memory index starts
+  // building it), then OpenIndex. Failures are logged. Start-up does not wait.
   void OpenIndexInBackground();
   // Indexes newly completed episodes when `bus` publishes Completed (off the request path).
   void SubscribeTo(EventBus& bus);

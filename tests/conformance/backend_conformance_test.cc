@@ -67,9 +67,10 @@ TEST_P(BackendConformance, DataSurvivesReopen) {
   auto got = store_->GetEpisode(e.episode_id);
   ASSERT_TRUE(got.ok());
   EXPECT_EQ(got->steps.size(), 3u);
-  // v2: retrieval index, v3: learning; PostgreSQL v4: term counts per statement; Turso v1: all at once.
+  // v2: retrieval index, v3: learning, SQLite v4: full-text change marks; PostgreSQL v4: term
+  // counts per statement; Turso v1: all at once.
   const std::string& name = GetParam().name;
-  EXPECT_EQ(store_->SchemaVersion(), name == "Postgres" ? 4 : name == "Turso" ? 1 : 3);
+  EXPECT_EQ(store_->SchemaVersion(), name == "Turso" ? 1 : 4);
 }
 
 TEST_P(BackendConformance, DuplicateIdIsAlreadyExists) {

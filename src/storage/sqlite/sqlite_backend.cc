@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <set>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -153,7 +154,13 @@ void ConnectionPool::Release(std::unique_ptr<Connection> conn) {
 }
 
 SqliteBackend::SqliteBackend(std::shared_ptr<ConnectionPool> pool, SqliteOptions options, int schema_version)
-    : pool_(std::move(pool)), options_(std::move(options)), schema_version_(schema_version) {}
+    : pool_(std::move(pool)), options_(std::move(options)), schema_version_(schema_version) {
+  // Built at the first search, not at open: every CLI command opens the store, and reading
+  // the whole index (seconds and ~260 MiB at 1M episodes) is wasted on one that does not
+  // search. `engram serve` searches once at start (server/open_retrieval.cc) so its first
+  // queries find it ready. Neither open nor searches wait for it.
+  if (schema_version_ >= 4) mirror_ = std::make_unique<PostingsMirror>(pool_);
+}
 
 Status SqliteBackend::Write(const std::function<Status(Connection&)>& fn, bool bump_generation, bool sync) {
   if (options_.read_only) return FailedPreconditionError("the store " + options_.path + " is open read-only");
@@ -168,6 +175,7 @@ Status SqliteBackend::Write(const std::function<Status(Connection&)>& fn, bool b
     ENGRAM_RETURN_IF_ERROR(fn(*conn));
     return bump_generation ? BumpGeneration(*conn) : OkStatus();
   });
+  if (s.ok() && bump_generation && mirror_ != nullptr) mirror_->NoteWrite();
   // A connection that cannot be put back to FULL is closed rather than pooled.
   if (unsynced && !conn->Exec("PRAGMA synchronous=FULL").ok()) return s;
   pool_->Release(std::move(conn));
@@ -311,6 +319,26 @@ Result<Episode> SqliteBackend::GetEpisode(std::string_view episode_id) {
     return OkStatus();
   }));
   return *std::move(out);
+}
+
+Result<std::vector<Episode>> SqliteBackend::GetEpisodes(std::span<const std::string> episode_ids) {
+  std::vector<Episode> out;
+  ENGRAM_RETURN_IF_ERROR(Read([&](Connection& conn) -> Status {
+    out.clear();
+    std::set<std::string_view> seen;
+    for (const std::string& id : episode_ids) {
+      if (!seen.insert(id).second) continue;
+      ENGRAM_ASSIGN_OR_RETURN(Statement stmt, conn.Prepare(kSelectEpisodeSql));
+      stmt.BindText(1, id);
+      ENGRAM_ASSIGN_OR_RETURN(bool found, stmt.Step());
+      if (!found) continue;  // deleted, or never stored: not in the answer
+      ENGRAM_ASSIGN_OR_RETURN(Episode e, ReadEpisodeRow(stmt));
+      ENGRAM_RETURN_IF_ERROR(ReadSteps(conn, e));
+      out.push_back(std::move(e));
+    }
+    return OkStatus();
+  }));
+  return out;
 }
 
 Result<std::unique_ptr<EpisodeStream>> SqliteBackend::ListEpisodes(const EpisodeFilter& filter) {

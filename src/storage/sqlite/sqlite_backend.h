@@ -15,6 +15,7 @@
 #include "engram/sqlite_backend.h"
 #include "engram/storage.h"
 #include "storage/sqlite/sqlite_connection.h"
+#include "storage/sqlite/sqlite_postings.h"
 #include "storage/sqlite/sqlite_schema.h"
 
 namespace engram::sqlite {
@@ -37,6 +38,8 @@ class ConnectionPool {
 // Thread-safe.
 class SqliteBackend final : public StorageBackend {
  public:
+  // At schema v4 and above, keeps a full-text mirror (sqlite_postings.h) that the first
+  // SearchText starts building in the background.
   SqliteBackend(std::shared_ptr<ConnectionPool> pool, SqliteOptions options, int schema_version);
 
   // StorageBackend
@@ -48,6 +51,8 @@ class SqliteBackend final : public StorageBackend {
   Result<int> AppendStep(std::string_view episode_id, const Step& step) override;
   Status CompleteEpisode(const Episode& episode) override;
   Result<Episode> GetEpisode(std::string_view episode_id) override;
+  // All of them in one read transaction (one snapshot, one pooled connection).
+  Result<std::vector<Episode>> GetEpisodes(std::span<const std::string> episode_ids) override;
   Result<std::unique_ptr<EpisodeStream>> ListEpisodes(const EpisodeFilter& filter) override;
   Result<bool> DeleteEpisode(std::string_view episode_id) override;
   Result<StoreStats> Stats() override;
@@ -78,6 +83,10 @@ class SqliteBackend final : public StorageBackend {
 
   Status CheckHealth() override;
 
+  // The in-memory copy of the full-text index that SearchText answers from once it is built
+  // (sqlite_postings.h); null below schema v4.
+  PostingsMirror* full_text_mirror() { return mirror_.get(); }
+
  private:
   // Runs `fn(conn)` in a write transaction on a pooled connection and, unless told not
   // to (a probe that changes nothing), bumps the store generation in that transaction.
@@ -96,6 +105,8 @@ class SqliteBackend final : public StorageBackend {
   const int schema_version_;
 
   Mutex write_mu_;  // serialises this process's write transactions
+  // Last member: destroyed (its build stopped and joined) before the rest.
+  std::unique_ptr<PostingsMirror> mirror_;
 };
 
 }  // namespace engram::sqlite

@@ -148,6 +148,16 @@ CREATE TABLE extraction_pending (
 INSERT INTO extraction_pending (episode_id) SELECT episode_id FROM episode_docs;
 )sql";
 
+// Schema v4: the full-text index's change marks, for the in-memory mirror of it
+// (sqlite_postings.h). next_doc numbers episode_docs rows, so a doc_id is never used twice
+// (a bare INTEGER PRIMARY KEY reuses the largest after it is deleted: re-completing the
+// newest episode would keep its doc_id with new text); unindexed counts the rows removed.
+constexpr const char* kSchemaV4 = R"sql(
+ALTER TABLE store_state ADD COLUMN next_doc INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE store_state ADD COLUMN unindexed INTEGER NOT NULL DEFAULT 0;
+UPDATE store_state SET next_doc = COALESCE((SELECT MAX(doc_id) FROM episode_docs), 0) + 1;
+)sql";
+
 // v1 → v2: the tables, then every completed episode already stored into the index.
 Status MigrateToV2(Connection& conn) {
   ENGRAM_RETURN_IF_ERROR(conn.Exec(kSchemaV2));
@@ -157,7 +167,9 @@ Status MigrateToV2(Connection& conn) {
     if (!row) break;
     ENGRAM_ASSIGN_OR_RETURN(Episode e, ReadEpisodeRow(stmt));
     ENGRAM_RETURN_IF_ERROR(ReadSteps(conn, e));
-    ENGRAM_RETURN_IF_ERROR(IndexEpisode(conn, e));
+    // store_state has no next_doc before v4: rowids number the documents (v4 moves
+    // next_doc past them).
+    ENGRAM_RETURN_IF_ERROR(IndexEpisode(conn, e, DocNumbering::kRowid));
   }
   return OkStatus();
 }
@@ -172,6 +184,8 @@ Status MigrateStep(Connection& conn, int64_t from) {
       return MigrateToV2(conn);
     case 2:
       return conn.Exec(kSchemaV3);
+    case 3:
+      return conn.Exec(kSchemaV4);
     default:
       return InternalError("no migration from schema " + std::to_string(from));
   }

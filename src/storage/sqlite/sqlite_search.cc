@@ -16,6 +16,7 @@
 
 #include "model/search_text.h"
 #include "model/stored_columns.h"
+#include "storage/fts_bm25.h"
 #include "storage/sqlite/sqlite_backend.h"
 #include "storage/sqlite/sqlite_index.h"
 #include "storage/vector_blob.h"
@@ -24,12 +25,19 @@ namespace engram::sqlite {
 
 namespace {
 
-constexpr const char* kInsertDocSql = "INSERT INTO episode_docs (episode_id, domain) VALUES (?1, ?2)";
+// next_doc, or above the largest doc_id if that is higher: an engram older than schema v4
+// still running on the file after another process migrated it numbers by rowid.
+constexpr const char* kInsertDocSql =
+    "INSERT INTO episode_docs (doc_id, episode_id, domain) "
+    "SELECT MAX(next_doc, COALESCE((SELECT MAX(doc_id) FROM episode_docs), 0) + 1), ?1, ?2 FROM store_state";
+constexpr const char* kNextDocSql = "UPDATE store_state SET next_doc = ?1 + 1";
+constexpr const char* kInsertRowidDocSql = "INSERT INTO episode_docs (episode_id, domain) VALUES (?1, ?2)";
 constexpr const char* kInsertFtsSql = "INSERT INTO episode_fts (rowid, title, body) VALUES (?1, ?2, ?3)";
 constexpr const char* kFindDocSql = "SELECT doc_id FROM episode_docs WHERE episode_id = ?1";
 constexpr const char* kDeleteFtsSql = "DELETE FROM episode_fts WHERE rowid = ?1";
 constexpr const char* kDeleteDocSql = "DELETE FROM episode_docs WHERE doc_id = ?1";
 constexpr const char* kCountIndexedSql = "UPDATE store_state SET indexed = indexed + ?1";
+constexpr const char* kCountUnindexedSql = "UPDATE store_state SET unindexed = unindexed + 1";
 constexpr const char* kDeleteVectorSql = "DELETE FROM episode_vectors WHERE episode_id = ?1";
 constexpr const char* kBumpGenerationSql = "UPDATE store_state SET generation = generation + 1";
 
@@ -61,12 +69,6 @@ constexpr const char* kWithoutVectorSql =
     "(SELECT 1 FROM episode_vectors v WHERE v.episode_id = d.episode_id AND v.space = ?1) "
     "AND d.episode_id > ?3 ORDER BY d.episode_id LIMIT ?2";
 
-// A byte of a word the 'ascii' tokenizer keeps: ASCII letters and digits, and every byte of
-// a multi-byte character.
-bool IsTokenByte(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c >= 0x80;
-}
-
 // The word as the tokenizer would cut and fold it: runs of token bytes, lower-cased,
 // joined by single spaces. "" when the word holds no token byte.
 std::string TokenText(std::string_view word) {
@@ -74,7 +76,7 @@ std::string TokenText(std::string_view word) {
   bool gap = false;
   for (char ch : word) {
     auto c = static_cast<unsigned char>(ch);
-    if (!IsTokenByte(c)) {
+    if (!fts::IsTokenByte(c)) {
       gap = true;
       continue;
     }
@@ -176,14 +178,20 @@ class SqliteVectorStream final : public VectorStream {
 
 // ---- index upkeep (sqlite_index.h) ----
 
-Status IndexEpisode(Connection& conn, const Episode& e) {
+Status IndexEpisode(Connection& conn, const Episode& e, DocNumbering numbering) {
+  const bool counter = numbering == DocNumbering::kStoreCounter;
   {
-    ENGRAM_ASSIGN_OR_RETURN(Statement doc, conn.Prepare(kInsertDocSql));
+    ENGRAM_ASSIGN_OR_RETURN(Statement doc, conn.Prepare(counter ? kInsertDocSql : kInsertRowidDocSql));
     doc.BindText(1, e.episode_id);
     doc.BindText(2, e.context.domain);
     ENGRAM_RETURN_IF_ERROR(doc.Run());
   }
   const int64_t doc_id = conn.LastInsertRowid();
+  if (counter) {
+    ENGRAM_ASSIGN_OR_RETURN(Statement next, conn.Prepare(kNextDocSql));
+    next.BindInt(1, doc_id);
+    ENGRAM_RETURN_IF_ERROR(next.Run());
+  }
   SearchDocument text = BuildSearchDocument(e);
   {
     ENGRAM_ASSIGN_OR_RETURN(Statement fts, conn.Prepare(kInsertFtsSql));
@@ -215,6 +223,8 @@ Status UnindexEpisode(Connection& conn, std::string_view episode_id) {
     ENGRAM_ASSIGN_OR_RETURN(Statement count, conn.Prepare(kCountIndexedSql));
     count.BindInt(1, -1);
     ENGRAM_RETURN_IF_ERROR(count.Run());
+    ENGRAM_ASSIGN_OR_RETURN(Statement unindexed, conn.Prepare(kCountUnindexedSql));
+    ENGRAM_RETURN_IF_ERROR(unindexed.Run());
   }
   ENGRAM_ASSIGN_OR_RETURN(Statement vec, conn.Prepare(kDeleteVectorSql));
   vec.BindText(1, episode_id);
@@ -241,7 +251,8 @@ Result<int64_t> SqliteBackend::Generation() {
   return generation;
 }
 
-// Small queries (few postings) rank every matching document: exact bm25. A large one runs
+// Until the mirror is built (and for phrases): small queries (few postings) rank every
+// matching document: exact bm25. A large one runs
 // in stages, rarest words first, and stops as soon as a stage fills the limit:
 //   A. documents holding a rare word AND a common one (rare: the rarest words whose
 //      postings add up to kExhaustivePostings, at least one; common: the rest). FTS5
@@ -261,6 +272,19 @@ Result<std::vector<TextHit>> SqliteBackend::SearchText(const TextSearchRequest& 
   std::optional<std::string> allowed;
   if (!request.allowed_domains.empty()) allowed = DumpColumn(nlohmann::json(request.allowed_domains));
   const auto limit = static_cast<int64_t>(std::min<size_t>(request.limit, std::numeric_limits<int64_t>::max()));
+  // The in-memory mirror ranks every query of single terms exactly (sqlite_postings.h);
+  // FTS5 answers while it loads, and queries holding a phrase.
+  const bool phrase = std::any_of(terms.begin(), terms.end(),
+                                  [](const std::string& t) { return t.find(' ') != std::string::npos; });
+  if (mirror_ != nullptr && !phrase) {
+    MirrorQuery query{terms, request.domain, request.allowed_domains, request.limit};
+    std::optional<std::vector<TextHit>> mirrored;
+    ENGRAM_RETURN_IF_ERROR(Read([&](Connection& conn) -> Status {
+      ENGRAM_ASSIGN_OR_RETURN(mirrored, mirror_->Search(conn, query));
+      return OkStatus();
+    }));
+    if (mirrored) return *std::move(mirrored);
+  }
   ENGRAM_RETURN_IF_ERROR(Read([&](Connection& conn) -> Status {
     hits.clear();
     std::set<std::string> seen;

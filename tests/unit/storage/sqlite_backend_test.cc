@@ -205,7 +205,7 @@ TEST(SqliteBackendTest, ManyThreadsOpeningANewFileAtOnceAllSucceed) {
   EXPECT_EQ(failures.load(), 0);
   auto store = Open(path);
   ASSERT_TRUE(store.ok());
-  EXPECT_EQ((*store)->SchemaVersion(), 3);
+  EXPECT_EQ((*store)->SchemaVersion(), 4);
 }
 
 TEST(SqliteBackendTest, StoreStaysUsableAfterRefusedWrites) {
@@ -329,8 +329,8 @@ TEST(SqliteSchemaTest, V1FileIsMigratedToV3WithItsCompletedEpisodesIndexedAndPen
 
   auto store = Open(v1.path);
   ASSERT_TRUE(store.ok()) << store.status().ToString();
-  EXPECT_EQ((*store)->SchemaVersion(), 3);
-  EXPECT_EQ(SqlInt(v1.path, "PRAGMA user_version"), 3);
+  EXPECT_EQ((*store)->SchemaVersion(), 4);
+  EXPECT_EQ(SqlInt(v1.path, "PRAGMA user_version"), 4);
   for (const Episode& e : v1.episodes) {
     auto got = (*store)->GetEpisode(e.episode_id);
     ASSERT_TRUE(got.ok()) << got.status().ToString();
@@ -380,7 +380,7 @@ TEST(SqliteSchemaTest, ManyThreadsOpeningAV1FileAtOnceMigrateItOnce) {
   for (int i = 0; i < 6; ++i) {
     threads.emplace_back([&] {
       auto store = Open(v1.path);
-      if (!store.ok() || (*store)->SchemaVersion() != 3) ++failures;
+      if (!store.ok() || (*store)->SchemaVersion() != 4) ++failures;
     });
   }
   for (auto& t : threads) t.join();
@@ -403,10 +403,11 @@ TEST(SqliteSchemaTest, V2FileGetsTheLearningTablesAndMarks) {
   }
   // Back to what a v2 file holds: no learning tables.
   Sql(path, "DROP TABLE patterns; DROP TABLE heuristics; DROP TABLE attributions; DROP TABLE extraction_pending; "
+            "ALTER TABLE store_state DROP COLUMN next_doc; ALTER TABLE store_state DROP COLUMN unindexed; "
             "PRAGMA user_version = 2;");
   auto store = Open(path);
   ASSERT_TRUE(store.ok()) << store.status().ToString();
-  EXPECT_EQ((*store)->SchemaVersion(), 3);
+  EXPECT_EQ((*store)->SchemaVersion(), 4);
   EXPECT_EQ(*(*store)->PendingExtraction(0), std::vector<std::string>{done.episode_id});
   EXPECT_EQ(SearchIds(**store, {"flaky"}), std::vector<std::string>{done.episode_id});
   auto stats = (*store)->Stats();
