@@ -335,6 +335,25 @@ struct PostingsMirror::Index {
   }
 
   // Exhaustive bm25 over every posting of the query's terms: FTS5's answer (see the header).
+  // The live documents holding a term (FTS5's nHit).
+  int64_t LiveDocs(const Postings& p) const {
+    if (dead_count == 0) return p.count;
+    int64_t live_docs = 0;
+    const auto* c = reinterpret_cast<const unsigned char*>(p.bytes.data());
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < p.count; ++i) {
+      n += GetVarint(c);
+      GetVarint(c);
+      if (!dead[n]) ++live_docs;
+    }
+    return live_docs;
+  }
+  int64_t LiveDocs(std::string_view term) const {
+    if (term.size() > fts::kMaxTokenBytes) term = term.substr(0, fts::kMaxTokenBytes);
+    const uint32_t t = terms.Find(term);
+    return t == TermTable::kNone ? 0 : LiveDocs(postings[t]);
+  }
+
   std::vector<TextHit> Score(const MirrorQuery& q, Scratch& scratch) const {
     std::vector<TextHit> hits;
     if (live <= 0 || q.limit == 0) return hits;
@@ -371,17 +390,7 @@ struct PostingsMirror::Index {
       if (t == TermTable::kNone) continue;
       const Postings& p = postings[t];
       const auto* begin = reinterpret_cast<const unsigned char*>(p.bytes.data());
-      int64_t hits_of_term = p.count;
-      if (dead_count > 0) {
-        hits_of_term = 0;
-        const unsigned char* c = begin;
-        uint32_t n = 0;
-        for (uint32_t i = 0; i < p.count; ++i) {
-          n += GetVarint(c);
-          GetVarint(c);
-          if (!dead[n]) ++hits_of_term;
-        }
-      }
+      const int64_t hits_of_term = LiveDocs(p);
       if (hits_of_term == 0) continue;
       const double idf = fts::Idf(live, hits_of_term);
       const unsigned char* c = begin;
@@ -554,24 +563,10 @@ void PostingsMirror::RunBuild() {
   }
 }
 
-Result<std::optional<std::vector<TextHit>>> PostingsMirror::Search(Connection& conn, const MirrorQuery& query) {
-  using Answer = std::optional<std::vector<TextHit>>;
-  auto from = [&](const Index& index) {
-    answered_.fetch_add(1, std::memory_order_relaxed);
-    std::unique_ptr<Scratch> scratch;
-    {
-      MutexLock lock(scratch_mu_);
-      if (!scratch_.empty()) {
-        scratch = std::move(scratch_.back());
-        scratch_.pop_back();
-      }
-    }
-    if (scratch == nullptr) scratch = std::make_unique<Scratch>();
-    Answer answer(index.Score(query, *scratch));
-    MutexLock lock(scratch_mu_);
-    scratch_.push_back(std::move(scratch));
-    return answer;
-  };
+template <typename T, typename F>
+Result<std::optional<T>> PostingsMirror::Current(Connection& conn, const F& answer) {
+  using Answer = std::optional<T>;
+  auto from = [&](const Index& index) { return Answer(answer(index)); };
   ENGRAM_ASSIGN_OR_RETURN(Marks marks, ReadStoreMarks(conn));
   bool missing = false;
   {
@@ -624,12 +619,48 @@ Result<std::optional<std::vector<TextHit>>> PostingsMirror::Search(Connection& c
             {{"mirror", std::to_string(index.live)}, {"store", std::to_string(marks.indexed)}});
     return rebuild();
   }
-  Answer answer = from(index);
+  Answer result = from(index);
   if (index.dead_count > 64 && index.dead_count * kDeadPerLive > index.live) {
     lock.unlock();
     StartBuild();  // drops the dead documents; this mirror answers until it is published
   }
-  return answer;
+  return result;
+}
+
+Result<std::optional<std::vector<TextHit>>> PostingsMirror::Search(Connection& conn, const MirrorQuery& query) {
+  return Current<std::vector<TextHit>>(conn, [&](const Index& index) {
+    answered_.fetch_add(1, std::memory_order_relaxed);
+    std::unique_ptr<Scratch> scratch;
+    {
+      MutexLock lock(scratch_mu_);
+      if (!scratch_.empty()) {
+        scratch = std::move(scratch_.back());
+        scratch_.pop_back();
+      }
+    }
+    if (scratch == nullptr) scratch = std::make_unique<Scratch>();
+    std::vector<TextHit> hits = index.Score(query, *scratch);
+    MutexLock lock(scratch_mu_);
+    scratch_.push_back(std::move(scratch));
+    return hits;
+  });
+}
+
+Result<std::optional<TermStats>> PostingsMirror::TermStatsOf(Connection& conn, std::span<const std::string> terms) {
+  {
+    // Only searches start a build: embedding (which asks for term statistics) happens in
+    // CLI commands such as `engram import` too.
+    std::shared_lock lock(mu_);
+    if (index_ == nullptr) return std::optional<TermStats>();
+  }
+  return Current<TermStats>(conn, [&](const Index& index) {
+    term_stats_.fetch_add(1, std::memory_order_relaxed);
+    TermStats stats;
+    stats.documents = index.live;
+    stats.doc_frequency.reserve(terms.size());
+    for (const std::string& term : terms) stats.doc_frequency.push_back(term.empty() ? 0 : index.LiveDocs(term));
+    return stats;
+  });
 }
 
 MirrorStats PostingsMirror::Stats() const {
@@ -637,6 +668,7 @@ MirrorStats PostingsMirror::Stats() const {
   stats.build_seconds = build_seconds_.load();
   stats.builds = builds_.load();
   stats.answered = answered_.load();
+  stats.term_stats = term_stats_.load();
   std::shared_lock lock(mu_);
   if (index_ == nullptr) return stats;
   stats.ready = true;

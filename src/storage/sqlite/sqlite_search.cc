@@ -357,6 +357,21 @@ Result<TermStats> SqliteBackend::GetTermStats(std::span<const std::string> words
   ENGRAM_RETURN_IF_ERROR(RequireSchema(2, "the full-text index"));
   TermStats stats;
   stats.doc_frequency.assign(words.size(), 0);
+  if (mirror_ != nullptr) {
+    // From memory when the mirror is built (the FTS5 vocabulary walks each doclist).
+    std::vector<std::string> terms;
+    terms.reserve(words.size());
+    for (const std::string& word : words) {
+      std::string term = TokenText(word);
+      terms.push_back(term.find(' ') == std::string::npos ? std::move(term) : std::string());
+    }
+    std::optional<TermStats> mirrored;
+    ENGRAM_RETURN_IF_ERROR(Read([&](Connection& conn) -> Status {
+      ENGRAM_ASSIGN_OR_RETURN(mirrored, mirror_->TermStatsOf(conn, terms));
+      return OkStatus();
+    }));
+    if (mirrored) return *std::move(mirrored);
+  }
   ENGRAM_RETURN_IF_ERROR(Read([&](Connection& conn) -> Status {
     {
       ENGRAM_ASSIGN_OR_RETURN(Statement stmt, conn.Prepare(kIndexedSql));

@@ -223,6 +223,42 @@ TEST_F(SqlitePostingsTest, RanksLikeFts5OnTheEvalCorpus) {
   EXPECT_EQ(Mirror(*store).Stats().documents, static_cast<int64_t>(episodes.size()));
 }
 
+// GetTermStats (the hashing provider's IDF) from the built mirror equals FTS5's vocabulary
+// counts, read by a second store that never searched (so its mirror is not built), before
+// and after that second store deletes episodes.
+TEST_F(SqlitePostingsTest, TermStatsMatchFts5) {
+  auto first = OpenStore();
+  ASSERT_NE(first, nullptr);
+  const std::vector<Episode> episodes = EvalCorpusEpisodes(clock_);
+  Put(*first, episodes);
+  ExpectMirrorAnswersLikeFts5(*first, Request{{"test"}});
+  auto second = OpenStore();
+  ASSERT_NE(second, nullptr);
+  std::vector<std::string> words;
+  for (const nlohmann::json& q : ReadEvalJsonl("queries")) {
+    for (std::string& w : SearchTokens(q.at("query").get<std::string>())) words.push_back(std::move(w));
+  }
+  words.insert(words.end(), {"no-such-word-anywhere", "x\"y", "", "error"});
+  for (int round = 0; round < 2; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    const int64_t answered = Mirror(*first).Stats().answered;
+    const int64_t term_stats = Mirror(*first).Stats().term_stats;
+    auto mirrored = first->GetTermStats(words);
+    auto fts5 = second->GetTermStats(words);
+    ASSERT_TRUE(mirrored.ok()) << mirrored.status().ToString();
+    ASSERT_TRUE(fts5.ok()) << fts5.status().ToString();
+    EXPECT_FALSE(Mirror(*second).Stats().ready) << "term statistics must not start a build";
+    EXPECT_EQ(mirrored->documents, fts5->documents);
+    EXPECT_EQ(mirrored->doc_frequency, fts5->doc_frequency);
+    EXPECT_EQ(Mirror(*first).Stats().answered, answered) << "term statistics are not searches";
+    EXPECT_EQ(Mirror(*first).Stats().term_stats, term_stats + 1) << "FTS5 answered, not the mirror";
+    EXPECT_EQ(Mirror(*second).Stats().term_stats, 0);
+    if (round == 0) {
+      for (size_t i = 0; i < episodes.size(); i += 4) ASSERT_TRUE(*second->DeleteEpisode(episodes[i].episode_id));
+    }
+  }
+}
+
 // Another process writes the file: appends, deletes, replaces the newest episode's text
 // (which a bare INTEGER PRIMARY KEY would give the same doc_id), deletes the newest and adds
 // one. The first process's mirror follows each change exactly.
