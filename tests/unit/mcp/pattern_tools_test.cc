@@ -21,6 +21,7 @@
 #include "mcp/server.h"
 #include "mcp/session.h"
 #include "testing/mcp_client.h"
+#include "testing/sqlite_store.h"
 #include "testing/temp_dir.h"
 
 namespace engram::mcp {
@@ -36,12 +37,8 @@ constexpr const char* kUnknownPattern = "0193b5c2-7f3a-7c4e-9d2b-5a1e3f4c6b7d";
 class PatternToolsTest : public testing::McpClientTest {
  protected:
   void SetUp() override {
-    SqliteOptions options;
-    options.path = dir_.File("memory.db");
-    options.durability = Durability::kNormal;
-    Result<std::unique_ptr<StorageBackend>> store = OpenSqliteBackend(options);
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
-    store_ = *std::move(store);
+    store_ = testing::OpenTestSqlite(dir_.File("memory.db"));
+    ASSERT_NE(store_, nullptr);
     memory_ = std::make_unique<Memory>(*store_, clock_, /*events=*/nullptr);
     processor_ = std::make_unique<PatternProcessor>(*store_, clock_, /*bus=*/nullptr, learning_);
     ASSERT_TRUE(RegisterBuiltinExtractors(processor_->extractors()).ok());

@@ -21,6 +21,7 @@
 #include "mcp/server.h"
 #include "mcp/session.h"
 #include "testing/mcp_client.h"
+#include "testing/sqlite_store.h"
 #include "testing/temp_dir.h"
 
 namespace engram::mcp {
@@ -35,12 +36,8 @@ using ::testing::UnorderedElementsAre;
 class ToolsTest : public testing::McpClientTest {
  protected:
   void SetUp() override {
-    SqliteOptions options;
-    options.path = dir_.File("memory.db");
-    options.durability = Durability::kNormal;
-    Result<std::unique_ptr<StorageBackend>> store = OpenSqliteBackend(options);
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
-    store_ = *std::move(store);
+    store_ = testing::OpenTestSqlite(dir_.File("memory.db"));
+    ASSERT_NE(store_, nullptr);
     memory_ = std::make_unique<Memory>(*store_, clock_, &bus_);
     retriever_ = std::make_unique<Retriever>(*store_, clock_, nullptr, nullptr, RankingOptions{});
     MakeServer(ServerOptions{});

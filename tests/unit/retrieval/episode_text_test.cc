@@ -13,6 +13,7 @@
 #include "model/search_text.h"
 #include "retrieval/retriever.h"
 #include "semantics/concept_map.h"
+#include "testing/sqlite_store.h"
 #include "testing/temp_dir.h"
 
 namespace engram {
@@ -114,12 +115,8 @@ TEST(EpisodeTextTest, ParseNamesAndSpaceSuffix) {
 class DocumentTextProviderTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    SqliteOptions options;
-    options.path = dir_.File("memory.db");
-    options.durability = Durability::kNormal;
-    Result<std::unique_ptr<StorageBackend>> store = OpenSqliteBackend(options);
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
-    store_ = *std::move(store);
+    store_ = testing::OpenTestSqlite(dir_.File("memory.db"));
+    ASSERT_NE(store_, nullptr);
     Memory memory(*store_, clock_, nullptr);
     Result<std::string> id = memory.CreateEpisode({.task_description = "Pod killed with OOM"});
     ASSERT_TRUE(id.ok()) << id.status().ToString();

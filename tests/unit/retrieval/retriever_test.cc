@@ -14,6 +14,7 @@
 #include "retrieval/vector_index.h"
 #include "semantics/concept_map.h"
 #include "semantics/query_expander.h"
+#include "testing/sqlite_store.h"
 #include "testing/temp_dir.h"
 
 namespace engram {
@@ -27,12 +28,8 @@ constexpr std::chrono::hours kDay{24};
 class RetrievalTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    SqliteOptions options;
-    options.path = dir_.File("memory.db");
-    options.durability = Durability::kNormal;
-    Result<std::unique_ptr<StorageBackend>> store = OpenSqliteBackend(options);
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
-    store_ = *std::move(store);
+    store_ = testing::OpenTestSqlite(dir_.File("memory.db"));
+    ASSERT_NE(store_, nullptr);
     memory_ = std::make_unique<Memory>(*store_, clock_, nullptr);
     retriever_ = std::make_unique<Retriever>(*store_, clock_, nullptr, nullptr, RankingOptions{});
   }

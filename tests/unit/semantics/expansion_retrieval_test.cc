@@ -11,6 +11,7 @@
 #include "engram/sqlite_backend.h"
 #include "retrieval/retriever.h"
 #include "semantics/query_expander.h"
+#include "testing/sqlite_store.h"
 #include "testing/temp_dir.h"
 
 namespace engram {
@@ -19,12 +20,8 @@ namespace {
 class ExpansionRetrievalTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    SqliteOptions options;
-    options.path = dir_.File("memory.db");
-    options.durability = Durability::kNormal;
-    Result<std::unique_ptr<StorageBackend>> store = OpenSqliteBackend(options);
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
-    store_ = *std::move(store);
+    store_ = testing::OpenTestSqlite(dir_.File("memory.db"));
+    ASSERT_NE(store_, nullptr);
     memory_ = std::make_unique<Memory>(*store_, clock_, nullptr);
     Result<ConceptMap> map = ConceptMap::Parse("logged-out: logged out, signed out, session expired\n", "test");
     ASSERT_TRUE(map.ok());
