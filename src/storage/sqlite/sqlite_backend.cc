@@ -306,18 +306,28 @@ Status SqliteBackend::CompleteEpisode(const Episode& e) {
   });
 }
 
+namespace {
+
+// The episode with its steps, or nullopt when there is none. REQUIRES: inside a transaction.
+Result<std::optional<Episode>> ReadEpisode(Connection& conn, std::string_view episode_id) {
+  ENGRAM_ASSIGN_OR_RETURN(Statement stmt, conn.Prepare(kSelectEpisodeSql));
+  stmt.BindText(1, episode_id);
+  ENGRAM_ASSIGN_OR_RETURN(bool found, stmt.Step());
+  if (!found) return std::optional<Episode>();
+  ENGRAM_ASSIGN_OR_RETURN(Episode e, ReadEpisodeRow(stmt));
+  ENGRAM_RETURN_IF_ERROR(ReadSteps(conn, e));
+  return std::optional<Episode>(std::move(e));
+}
+
+}  // namespace
+
 Result<Episode> SqliteBackend::GetEpisode(std::string_view episode_id) {
   std::optional<Episode> out;
   ENGRAM_RETURN_IF_ERROR(Read([&](Connection& conn) -> Status {
-    ENGRAM_ASSIGN_OR_RETURN(Statement stmt, conn.Prepare(kSelectEpisodeSql));
-    stmt.BindText(1, episode_id);
-    ENGRAM_ASSIGN_OR_RETURN(bool found, stmt.Step());
-    if (!found) return NotFoundError("no episode " + std::string(episode_id));
-    ENGRAM_ASSIGN_OR_RETURN(Episode e, ReadEpisodeRow(stmt));
-    ENGRAM_RETURN_IF_ERROR(ReadSteps(conn, e));
-    out = std::move(e);
+    ENGRAM_ASSIGN_OR_RETURN(out, ReadEpisode(conn, episode_id));
     return OkStatus();
   }));
+  if (!out) return NotFoundError("no episode " + std::string(episode_id));
   return *std::move(out);
 }
 
@@ -328,13 +338,8 @@ Result<std::vector<Episode>> SqliteBackend::GetEpisodes(std::span<const std::str
     std::set<std::string_view> seen;
     for (const std::string& id : episode_ids) {
       if (!seen.insert(id).second) continue;
-      ENGRAM_ASSIGN_OR_RETURN(Statement stmt, conn.Prepare(kSelectEpisodeSql));
-      stmt.BindText(1, id);
-      ENGRAM_ASSIGN_OR_RETURN(bool found, stmt.Step());
-      if (!found) continue;  // deleted, or never stored: not in the answer
-      ENGRAM_ASSIGN_OR_RETURN(Episode e, ReadEpisodeRow(stmt));
-      ENGRAM_RETURN_IF_ERROR(ReadSteps(conn, e));
-      out.push_back(std::move(e));
+      ENGRAM_ASSIGN_OR_RETURN(std::optional<Episode> e, ReadEpisode(conn, id));
+      if (e) out.push_back(*std::move(e));  // one deleted, or never stored, is not in the answer
     }
     return OkStatus();
   }));

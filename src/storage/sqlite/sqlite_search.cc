@@ -357,14 +357,16 @@ Result<TermStats> SqliteBackend::GetTermStats(std::span<const std::string> words
   ENGRAM_RETURN_IF_ERROR(RequireSchema(2, "the full-text index"));
   TermStats stats;
   stats.doc_frequency.assign(words.size(), 0);
+  // The index holds single tokens: a word the tokenizer would cut in two ("" here) is in
+  // no document as one term.
+  std::vector<std::string> terms;
+  terms.reserve(words.size());
+  for (const std::string& word : words) {
+    std::string term = TokenText(word);
+    terms.push_back(term.find(' ') == std::string::npos ? std::move(term) : std::string());
+  }
   if (mirror_ != nullptr) {
     // From memory when the mirror is built (the FTS5 vocabulary walks each doclist).
-    std::vector<std::string> terms;
-    terms.reserve(words.size());
-    for (const std::string& word : words) {
-      std::string term = TokenText(word);
-      terms.push_back(term.find(' ') == std::string::npos ? std::move(term) : std::string());
-    }
     std::optional<TermStats> mirrored;
     ENGRAM_RETURN_IF_ERROR(Read([&](Connection& conn) -> Status {
       ENGRAM_ASSIGN_OR_RETURN(mirrored, mirror_->TermStatsOf(conn, terms));
@@ -379,13 +381,10 @@ Result<TermStats> SqliteBackend::GetTermStats(std::span<const std::string> words
       if (!row) return DataLossError("the store_state row is missing");
       stats.documents = stmt.ColumnInt(0);
     }
-    for (size_t i = 0; i < words.size(); ++i) {
-      // The index holds single tokens: a word the tokenizer would cut in two is in no
-      // document as one term.
-      std::string term = TokenText(words[i]);
-      if (term.empty() || term.find(' ') != std::string::npos) continue;
+    for (size_t i = 0; i < terms.size(); ++i) {
+      if (terms[i].empty()) continue;
       ENGRAM_ASSIGN_OR_RETURN(Statement stmt, conn.Prepare(kTermDocsSql));
-      stmt.BindText(1, term);
+      stmt.BindText(1, terms[i]);
       ENGRAM_ASSIGN_OR_RETURN(bool row, stmt.Step());
       if (row) stats.doc_frequency[i] = stmt.ColumnInt(0);
     }
