@@ -5,6 +5,9 @@
 namespace engram {
 
 bool IsSearchStopWord(std::string_view w) {
+  // Every stop word has 1 to 5 letters: most words are decided without hashing (this runs
+  // for every word of every document indexed or scored).
+  if (w.size() > 5 || w.empty() || w.front() < 'a' || w.front() > 'y') return false;
   static const std::unordered_set<std::string_view> kStopWords = {
       "an",   "and",  "are",  "as",   "at",   "be",   "but",  "by",   "can",  "did",  "do",
       "does", "for",  "from", "had",  "has",  "have", "how",  "if",   "in",   "into", "is",
