@@ -77,50 +77,15 @@ std::vector<std::string> SearchTokens(std::string_view text) {
   return out;
 }
 
-namespace {
-
-void Append(std::string& out, std::string_view text, size_t cap) {
-  ForEachSearchToken(text, [&](const std::string& w) {
-    if (out.size() + w.size() + 1 > cap) return;
-    if (!out.empty()) out.push_back(' ');
-    out += w;
-  });
-}
-
-}  // namespace
-
 SearchDocument BuildSearchDocument(const Episode& e) {
   SearchDocument doc;
-  Append(doc.title, e.task_description, kIndexedBodyBytes);
-  std::string& b = doc.body;
-  const size_t cap = kIndexedBodyBytes;
-  if (e.outcome) {
-    Append(b, e.outcome->verdict, cap);
-    Append(b, e.outcome->reason, cap);
-    if (e.outcome->error_details) Append(b, *e.outcome->error_details, cap);
-    for (const std::string& s : e.outcome->completed) Append(b, s, cap);
-    for (const std::string& s : e.outcome->failed) Append(b, s, cap);
-  }
-  if (e.reflection) {
-    for (const auto* list : {&e.reflection->successes, &e.reflection->improvements, &e.reflection->insights}) {
-      for (const std::string& s : *list) Append(b, s, cap);
-    }
-  }
-  if (e.context.language) Append(b, *e.context.language, cap);
-  if (e.context.framework) Append(b, *e.context.framework, cap);
-  for (const std::string& t : e.context.tags) Append(b, t, cap);
-  for (const std::string& t : e.tags) Append(b, t, cap);
-  for (const Step& s : e.steps) {
-    Append(b, s.tool, cap);
-    Append(b, s.action, cap);
-    if (s.result) {
-      if (s.result->message) Append(b, *s.result->message, cap);
-      if (s.result->output) {
-        std::string_view out = *s.result->output;
-        Append(b, out.substr(0, kIndexedOutputBytes), cap);
-      }
-    }
-  }
+  auto append_to = [](std::string& out) {
+    return [&out](const std::string& w) {
+      if (!out.empty()) out.push_back(' ');
+      out += w;
+    };
+  };
+  ForEachSearchDocumentWord(e, append_to(doc.title), append_to(doc.body));
   return doc;
 }
 

@@ -482,6 +482,7 @@ Result<RetrievalResult> Retriever::Compute(const RetrievalQuery& q, std::string_
   candidate_ids.reserve(candidates.size());
   for (const auto& [id, c] : candidates) candidate_ids.push_back(id);
   ENGRAM_ASSIGN_OR_RETURN(std::vector<Episode> loaded, store_.GetEpisodes(candidate_ids));
+  DocumentTerms document_terms(expanded);  // refilled per candidate
   for (Episode& e : loaded) {
     auto found = candidates.find(e.episode_id);
     if (found == candidates.end()) continue;
@@ -497,8 +498,11 @@ Result<RetrievalResult> Retriever::Compute(const RetrievalQuery& q, std::string_
     s.recency = std::pow(0.5, age_ms / half_life_ms);
     s.context = ContextScore(q, e);
     if (concepts_in_play || wordnet_in_play) {
-      const SearchDocument doc = BuildSearchDocument(e);
-      const ExpansionScores x = ScoreExpansion(expanded, DocumentTerms(expanded, doc.title, doc.body));
+      document_terms.Clear();
+      ForEachSearchDocumentWord(
+          e, [&](const std::string& word) { document_terms.AddTitleWord(word); },
+          [&](const std::string& word) { document_terms.AddBodyWord(word); });
+      const ExpansionScores x = ScoreExpansion(expanded, document_terms);
       s.concepts = x.concepts;
       s.wordnet = x.wordnet;
     }

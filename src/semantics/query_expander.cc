@@ -1,6 +1,7 @@
 #include "semantics/query_expander.h"
 
 #include <algorithm>
+#include <span>
 #include <unordered_set>
 
 namespace engram {
@@ -203,45 +204,54 @@ ExpandedQuery QueryExpander::Expand(std::string_view query) const {
   return out;
 }
 
-DocumentTerms::DocumentTerms(const ExpandedQuery& query, std::string_view title, std::string_view body) {
-  std::unordered_set<std::string_view> wanted;
+DocumentTerms::DocumentTerms(const ExpandedQuery& query) {
   for (const ExpansionFacet& f : query.facets) {
     for (const ExpansionTerm& t : f.terms) {
-      for (const std::string& w : t.words) wanted.insert(w);
+      for (const std::string& w : t.words) wanted_.try_emplace(w, static_cast<int>(wanted_.size()));
     }
   }
-  auto index = [&wanted](std::string_view text, Part& part) {
-    size_t position = 0;
+  title_.positions.resize(wanted_.size());
+  body_.positions.resize(wanted_.size());
+}
+
+DocumentTerms::DocumentTerms(const ExpandedQuery& query, std::string_view title, std::string_view body)
+    : DocumentTerms(query) {
+  auto each_word = [](std::string_view text, const auto& add) {
     size_t i = 0;
     while (i < text.size()) {
       size_t j = text.find(' ', i);
       if (j == std::string_view::npos) j = text.size();
-      if (j > i) {
-        std::string_view w = text.substr(i, j - i);
-        if (wanted.contains(w)) part.positions[std::string(w)].push_back(position);
-        ++position;
-      }
+      if (j > i) add(text.substr(i, j - i));
       i = j + 1;
     }
   };
-  index(title, title_);
-  index(body, body_);
+  each_word(title, [this](std::string_view w) { AddTitleWord(w); });
+  each_word(body, [this](std::string_view w) { AddBodyWord(w); });
 }
 
-bool DocumentTerms::Part::Has(const std::vector<std::string>& phrase) const {
-  auto first = positions.find(phrase.front());
-  if (first == positions.end()) return false;
-  if (phrase.size() == 1) return true;
-  std::vector<const std::vector<size_t>*> rest;
-  for (size_t k = 1; k < phrase.size(); ++k) {
-    auto it = positions.find(phrase[k]);
-    if (it == positions.end()) return false;
-    rest.push_back(&it->second);
+void DocumentTerms::Clear() {
+  for (Part* part : {&title_, &body_}) {
+    for (std::vector<uint32_t>& p : part->positions) p.clear();
+    part->next = 0;
   }
-  for (size_t p : first->second) {
+}
+
+int DocumentTerms::Slot(std::string_view word) const {
+  auto it = wanted_.find(word);
+  return it == wanted_.end() ? kUnwanted : it->second;
+}
+
+bool DocumentTerms::Part::Has(std::span<const int> phrase) const {
+  const std::vector<uint32_t>& first = positions[static_cast<size_t>(phrase.front())];
+  if (first.empty()) return false;
+  for (size_t k = 1; k < phrase.size(); ++k) {
+    if (positions[static_cast<size_t>(phrase[k])].empty()) return false;
+  }
+  for (uint32_t p : first) {
     bool all = true;
-    for (size_t k = 0; k < rest.size() && all; ++k) {
-      all = std::binary_search(rest[k]->begin(), rest[k]->end(), p + k + 1);
+    for (size_t k = 1; k < phrase.size() && all; ++k) {
+      const std::vector<uint32_t>& at = positions[static_cast<size_t>(phrase[k])];
+      all = std::binary_search(at.begin(), at.end(), p + static_cast<uint32_t>(k));
     }
     if (all) return true;
   }
@@ -250,8 +260,18 @@ bool DocumentTerms::Part::Has(const std::vector<std::string>& phrase) const {
 
 double DocumentTerms::Presence(const ExpansionTerm& term) const {
   if (term.words.empty()) return 0;
-  if (title_.Has(term.words)) return 1.0;
-  if (body_.Has(term.words)) return kBodyPresence;
+  // Slots on the stack for the usual phrase of a few words (this runs per term per candidate).
+  constexpr size_t kInline = 8;
+  int inline_slots[kInline];
+  std::vector<int> heap_slots(term.words.size() > kInline ? term.words.size() : 0);
+  int* slots = heap_slots.empty() ? inline_slots : heap_slots.data();
+  for (size_t k = 0; k < term.words.size(); ++k) {
+    slots[k] = Slot(term.words[k]);
+    if (slots[k] == kUnwanted) return 0;  // a term of another query
+  }
+  const std::span<const int> phrase(slots, term.words.size());
+  if (title_.Has(phrase)) return 1.0;
+  if (body_.Has(phrase)) return kBodyPresence;
   return 0;
 }
 

@@ -24,6 +24,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -88,10 +90,20 @@ bool IsIdentifierChunk(std::string_view chunk);
 
 // The search words of one document, indexed for phrase lookup of the terms of one
 // expanded query (only those words are kept, so building it is one pass over the text).
+// Built once per query and refilled for each document (Clear, then Add*Word), so scoring
+// many candidates allocates little.
 class DocumentTerms {
  public:
+  // Holds no document yet. `query` must outlive this.
+  explicit DocumentTerms(const ExpandedQuery& query);
   // `title` and `body` as SearchDocument has them: space-separated search words.
   DocumentTerms(const ExpandedQuery& query, std::string_view title, std::string_view body);
+
+  // Forgets the document; the query's words stay.
+  void Clear();
+  // The document's next search word (ForEachSearchDocumentWord's order).
+  void AddTitleWord(std::string_view word) { title_.Add(Slot(word)); }
+  void AddBodyWord(std::string_view word) { body_.Add(Slot(word)); }
 
   // 1 when the term is in the title, kBodyPresence when only in the body, else 0.
   double Presence(const ExpansionTerm& term) const;
@@ -99,11 +111,20 @@ class DocumentTerms {
   static constexpr double kBodyPresence = 0.75;
 
  private:
+  static constexpr int kUnwanted = -1;
   struct Part {
-    // Positions (word numbers, ascending) of the wanted words only.
-    std::unordered_map<std::string, std::vector<size_t>> positions;
-    bool Has(const std::vector<std::string>& phrase) const;
+    // Per wanted word (by slot): its positions (word numbers, ascending).
+    std::vector<std::vector<uint32_t>> positions;
+    uint32_t next = 0;  // the position of the next word
+    void Add(int slot) {
+      if (slot != kUnwanted) positions[static_cast<size_t>(slot)].push_back(next);
+      ++next;
+    }
+    bool Has(std::span<const int> phrase) const;
   };
+  int Slot(std::string_view word) const;
+
+  std::unordered_map<std::string_view, int> wanted_;  // the query's words → slot
   Part title_, body_;
 };
 

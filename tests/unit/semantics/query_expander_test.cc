@@ -141,6 +141,20 @@ TEST_F(QueryExpanderTest, ScoresTitleBodyAndWeights) {
   EXPECT_DOUBLE_EQ(score("The session was renewed, it expired later", ""), 0.0);  // not the phrase
   EXPECT_DOUBLE_EQ(score("Unrelated", "nothing here"), 0.0);
   EXPECT_DOUBLE_EQ(ScoreExpansion(q, DocumentTerms(q, "", "")).wordnet, 0.0);
+
+  // One DocumentTerms refilled per document (as the retriever scores its candidates)
+  // scores each as a fresh one does: nothing of the previous document stays.
+  DocumentTerms reused(q);
+  for (const auto& [title, body] : std::vector<std::pair<const char*, const char*>>{
+           {"Fix logout: the session expired too early", ""},
+           {"The session was renewed, it expired later", ""},
+           {"Fix the login page", "the session expired after ten minutes"},
+           {"Unrelated", "nothing here"}}) {
+    reused.Clear();
+    for (const std::string& w : SearchTokens(title)) reused.AddTitleWord(w);
+    for (const std::string& w : SearchTokens(body)) reused.AddBodyWord(w);
+    EXPECT_DOUBLE_EQ(ScoreExpansion(q, reused).concepts, score(title, body)) << title;
+  }
 }
 
 }  // namespace
