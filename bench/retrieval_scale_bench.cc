@@ -12,9 +12,11 @@
 // has without storing them), so a 100k or 1M store is built once. Its ingest columns then
 // count only the new episodes.
 //
-// --expansion on (default) ranks with query expansion as `engram serve` does by default
-// (the built-in concept map and WordNet from /usr/share/wordnet, default weights);
-// concepts uses the concept map only; off measures ranking without it.
+// --expansion concepts (default) ranks with query expansion as `engram serve` does with no
+// config file: the built-in concept map, default weights, WordNet off
+// (retrieval.wordnet_dir is empty). on also opens WordNet from /usr/share/wordnet: the
+// cost of expanding with it (its facets weigh retrieval.weight_wordnet, 0 by default).
+// off measures ranking without expansion.
 //
 // --vocabulary corpus (default) builds episodes from bench/eval's episodes (words swapped
 // between them, a unique ticket number each) and asks bench/eval's queries: word
@@ -95,7 +97,7 @@ int Main(int argc, char** argv) {
   std::string dir = "/tmp/engram-scale-" + std::to_string(::getpid());
   std::string vocabulary = "corpus";
   std::string eval_dir = "bench/eval";
-  std::string expansion = "on";
+  std::string expansion = "concepts";
   bool reuse = false;
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--reuse") {
@@ -123,6 +125,10 @@ int Main(int argc, char** argv) {
       dir = v;
     } else if (a == "--expansion") {
       expansion = v;
+      if (v != "on" && v != "concepts" && v != "off") {
+        std::fprintf(stderr, "--expansion: on, concepts or off, got \"%s\"\n", v.c_str());
+        return 2;
+      }
     }
   }
   FakeClock clock;
