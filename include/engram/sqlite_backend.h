@@ -25,6 +25,10 @@ struct SqliteOptions {
   std::chrono::milliseconds busy_timeout{10'000};
   // Opens read-only (no migrations; writes fail with kFailedPrecondition).
   bool read_only = false;
+  // Keeps an in-memory copy of the full-text index that answers searches exactly as FTS5
+  // does, 15-20 times faster (~29 MiB at 100k episodes, ~264 MiB at 1M; built in the
+  // background at the first search). false: FTS5 answers every search (storage.full_text_in_memory).
+  bool full_text_in_memory = true;
 };
 
 // Opens (creating when missing) the store at options.path and migrates it to the

@@ -348,6 +348,10 @@ const KeyDef kKeys[] = {
      },
      [](const Config& config) { return std::to_string(config.pool_size); }},
 
+    ENGRAM_BOOL_KEY("storage.full_text_in_memory", Reload::kRestart, full_text_in_memory, "true",
+                    "\"true\": a SQLite store's full-text index is also kept in memory, answering searches 15-20 "
+                    "times faster (~29 MiB at 100k episodes, ~264 MiB at 1M); \"false\": searched on disk (FTS5) only"),
+
     ENGRAM_BOOL_KEY("cache.enabled", Reload::kRestart, cache_enabled, "true",
                     "\"true\": keep recently read episodes in an LMDB cache beside the store, shared by every engram "
                     "process (every writer of the store must use it); \"false\": read the store every time"),

@@ -83,6 +83,7 @@ struct Config {
   std::string db_path;                            // storage.db, "~/" already expanded
   Durability durability = Durability::kFull;      // storage.durability
   std::chrono::milliseconds busy_timeout{10000};  // storage.busy_timeout_ms
+  bool full_text_in_memory = true;                // storage.full_text_in_memory (SQLite)
   // storage.url: a postgres:// or postgresql:// URL stores memory in that PostgreSQL database,
   // a libsql://, https:// or http:// URL in that Turso / libSQL database, instead of the
   // SQLite file (storage.db); empty: SQLite. Env ENGRAM_STORE, flag --store.

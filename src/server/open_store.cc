@@ -399,6 +399,7 @@ Result<std::unique_ptr<StorageBackend>> OpenStore(const Config& config) {
   options.path = config.db_path;
   options.durability = config.durability;
   options.busy_timeout = config.busy_timeout;
+  options.full_text_in_memory = config.full_text_in_memory;
   ENGRAM_ASSIGN_OR_RETURN(std::unique_ptr<StorageBackend> store, OpenSqliteBackend(options));
   return WithCache(config, std::move(store), config.db_path + ".cache");
 }

@@ -159,7 +159,8 @@ SqliteBackend::SqliteBackend(std::shared_ptr<ConnectionPool> pool, SqliteOptions
   // the whole index (seconds and ~260 MiB at 1M episodes) is wasted on one that does not
   // search. `engram serve` searches once at start (server/open_retrieval.cc) so its first
   // queries find it ready. Neither open nor searches wait for it.
-  if (schema_version_ >= 4) mirror_ = std::make_unique<PostingsMirror>(pool_);
+  // SqliteOptions::full_text_in_memory = false: FTS5 answers, no memory spent.
+  if (schema_version_ >= 4 && options_.full_text_in_memory) mirror_ = std::make_unique<PostingsMirror>(pool_);
 }
 
 Status SqliteBackend::Write(const std::function<Status(Connection&)>& fn, bool bump_generation, bool sync) {

@@ -28,7 +28,8 @@
 // Loading: the first search starts a background thread that reads every
 // document in one read transaction (tokenizing title and body as FTS5 did), then publishes;
 // until then, and whenever the mirror cannot answer, SearchText runs on FTS5 as before.
-// The destructor stops the build early and joins it.
+// The destructor stops the build early and joins it. SqliteOptions::full_text_in_memory
+// = false (storage.full_text_in_memory) keeps no mirror: FTS5 answers every search.
 //
 // Exactness with other processes writing the file: schema v4 numbers documents from
 // store_state.next_doc (never reused, unlike a bare INTEGER PRIMARY KEY: re-completing the

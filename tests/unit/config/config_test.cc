@@ -94,7 +94,7 @@ TEST_F(ConfigTest, DefaultsUseXdgDataHome) {
   const std::string keys_file = dir_ + "/home/.config/engram/api_keys.json";
   const char* keys[] = {"storage.db",      "storage.durability",    "storage.busy_timeout_ms",
                         "storage.url",     "storage.password_file", "storage.turso_token",
-                        "storage.turso_token_file", "storage.pool_size",
+                        "storage.turso_token_file", "storage.pool_size", "storage.full_text_in_memory",
                         "cache.enabled",   "cache.max_entries",     "cache.ttl_seconds",
                         "log.level",       "log.format",            "server.http",
                         "server.max_body_bytes", "server.rate_limit", "server.rate_limit_burst",
@@ -115,7 +115,7 @@ TEST_F(ConfigTest, DefaultsUseXdgDataHome) {
                         "learning.min_success_rate", "learning.min_error_recovery_rate",
                         "learning.decay_half_life_days", "learning.queue_capacity", "learning.workers",
                         "learning.quiet_period_ms", "learning.max_defer_ms"};
-  const char* values[] = {"/data/xdg/engram/memory.db", "full", "10000", "", "", "", "", "10", "true", "10000", "3600",
+  const char* values[] = {"/data/xdg/engram/memory.db", "full", "10000", "", "", "", "", "10", "true", "true", "10000", "3600",
                           "info", "auto", "",
                           "4194304", "0", "20", keys_file.c_str(), "progressive", "3", "10", "true", "30000", "512",
                           "true", "redact", "", "",

@@ -119,9 +119,10 @@ void Sql(const std::string& path, const char* sql) {
 
 class SqlitePostingsTest : public ::testing::Test {
  protected:
-  std::unique_ptr<StorageBackend> OpenStore() {
+  std::unique_ptr<StorageBackend> OpenStore(bool full_text_in_memory = true) {
     SqliteOptions options;
     options.path = path_;
+    options.full_text_in_memory = full_text_in_memory;
     auto store = OpenSqliteBackend(options);
     EXPECT_TRUE(store.ok()) << store.status().ToString();
     return store.ok() ? *std::move(store) : nullptr;
@@ -453,6 +454,31 @@ TEST_F(SqlitePostingsTest, OpeningDoesNotBuildUntilTheFirstSearch) {
   EXPECT_EQ(Mirror(*store).Stats().builds, 0);
   ExpectMirrorAnswersLikeFts5(*store, Request{{"test", "deploy"}});
   EXPECT_EQ(Mirror(*store).Stats().builds, 1);
+}
+
+// storage.full_text_in_memory = false: no mirror, and every search is FTS5's exhaustive
+// answer, a store that writes included.
+TEST_F(SqlitePostingsTest, TurnedOffFts5AnswersEverySearch) {
+  auto store = OpenStore(/*full_text_in_memory=*/false);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(dynamic_cast<sqlite::SqliteBackend&>(*store).full_text_mirror(), nullptr);
+  Put(*store, EvalCorpusEpisodes(clock_));
+  for (const Request& r : {Request{{"test", "deploy"}}, Request{{"flaky", "timeout", "retry"}, 5},
+                           Request{{"error"}, 50, std::string("web-api")}}) {
+    ExpectSame(Search(*store, r), Exhaustive(path_, r));
+  }
+  const Request word{{"quokka"}};
+  EXPECT_TRUE(Search(*store, word).empty());
+  Put(*store, {Doc("Deploy the flaky quokka canary", "rolled back after the timeout")});
+  ExpectSame(Search(*store, word), Exhaustive(path_, word));
+  EXPECT_EQ(Search(*store, word).size(), 1u);
+  // GetTermStats works without it too (FTS5's vocabulary).
+  const std::vector<std::string> words = {"quokka", "deploy"};
+  Result<TermStats> stats = store->GetTermStats(words);
+  ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+  EXPECT_GT(stats->documents, 300);
+  ASSERT_EQ(stats->doc_frequency.size(), 2u);
+  EXPECT_EQ(stats->doc_frequency[0], 1);
 }
 
 }  // namespace
